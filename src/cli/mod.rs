@@ -1,0 +1,74 @@
+//! Command-line interface. Exit codes are part of the contract: 0 ok, 1 the
+//! call failed, 2 usage or config error, 3 cannot connect.
+
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::Config;
+
+pub const EXIT_FAILED: u8 = 1;
+pub const EXIT_USAGE: u8 = 2;
+pub const EXIT_UNREACHABLE: u8 = 3;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sgw",
+    version,
+    about = "Process supervisor with a gRPC control plane on a Unix socket"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Commands,
+}
+
+#[derive(Debug, Clone, Copy, Default, ValueEnum)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Commands {
+    /// Run the supervisor and its gateway (the built-in demo tree without --config).
+    Serve {
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        #[arg(long, value_name = "PATH", env = "SGW_SOCKET")]
+        socket: Option<PathBuf>,
+        /// Diagnostics format on stderr (filter with RUST_LOG).
+        #[arg(long, value_enum, default_value_t)]
+        log_format: LogFormat,
+    },
+    /// Validate a configuration file; errors name the file, line and key.
+    CheckConfig { file: PathBuf },
+}
+
+pub fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Commands::Serve {
+            config,
+            socket,
+            log_format,
+        } => serve::run(config, socket, log_format),
+        Commands::CheckConfig { file } => match Config::load(&file) {
+            Ok(config) => {
+                println!(
+                    "{}: ok ({} children, target {:?})",
+                    file.display(),
+                    config.children.specs().len(),
+                    config.gateway.target_id
+                );
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("error: {error}");
+                ExitCode::from(EXIT_USAGE)
+            }
+        },
+    }
+}

@@ -1,0 +1,193 @@
+//! The TOML configuration file. Every table denies unknown keys, and every
+//! error names the file, the line and the key, because a supervisor that
+//! silently ignores a misspelled `restart_budget` is worse than one that
+//! refuses to start.
+
+mod demo;
+mod gateway;
+
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+pub use demo::DEMO_CONFIG;
+pub use gateway::{GatewayConfig, JournalConfig, LegacyMode};
+
+use crate::engine::{ChildSet, EngineConfig};
+use crate::model::ChildSpec;
+
+/// A loaded, validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub gateway: GatewayConfig,
+    pub journal: JournalConfig,
+    pub children: ChildSet,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    gateway: GatewayConfig,
+    #[serde(default)]
+    journal: JournalConfig,
+    #[serde(default, rename = "child")]
+    children: Vec<toml::Spanned<ChildSpec>>,
+}
+
+/// Where a configuration problem is and what it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file, or `<builtin demo>` / `<inline>`.
+    pub source: String,
+    /// 1-based line and column, when the problem has a position.
+    pub position: Option<(usize, usize)>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.position {
+            Some((line, column)) => write!(f, "{}:{line}:{column}: {}", self.source, self.message),
+            None => write!(f, "{}: {}", self.source, self.message),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let source = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError {
+            source: source.clone(),
+            position: None,
+            message: format!("cannot read the file: {error}"),
+        })?;
+        Self::parse(&text, &source)
+    }
+
+    /// The built-in demo tree `sgw serve` runs without `--config`.
+    pub fn demo() -> Result<Self, ConfigError> {
+        Self::parse(DEMO_CONFIG, "<builtin demo>")
+    }
+
+    /// Parses configuration text; `source` names it in errors.
+    pub fn parse(text: &str, source: &str) -> Result<Self, ConfigError> {
+        let at = |span: Option<Range<usize>>, message: String| ConfigError {
+            source: source.to_owned(),
+            position: span.map(|span| line_column(text, span.start)),
+            message,
+        };
+        let raw: RawConfig = toml::from_str(text)
+            .map_err(|error| at(error.span(), error.message().trim().to_owned()))?;
+        raw.gateway
+            .validate()
+            .map_err(|message| at(None, format!("[gateway] {message}")))?;
+        raw.journal
+            .validate()
+            .map_err(|message| at(None, format!("[journal] {message}")))?;
+        let spans: Vec<Range<usize>> = raw.children.iter().map(|c| c.span()).collect();
+        let specs: Vec<ChildSpec> = raw
+            .children
+            .into_iter()
+            .map(toml::Spanned::into_inner)
+            .collect();
+        let ids: Vec<String> = specs.iter().map(|s| s.id.to_string()).collect();
+        let children = ChildSet::new(specs).map_err(|e| {
+            at(
+                spans.get(e.index).cloned(),
+                format!(
+                    "[[child]] {:?}: {}: {}",
+                    ids.get(e.index).map_or("", String::as_str),
+                    e.error.field,
+                    e.error.message
+                ),
+            )
+        })?;
+        Ok(Config {
+            gateway: raw.gateway,
+            journal: raw.journal,
+            children,
+        })
+    }
+
+    pub fn engine_config(&self) -> EngineConfig {
+        EngineConfig {
+            target_id: self.gateway.target_id.clone(),
+            display_name: self
+                .gateway
+                .display_name
+                .clone()
+                .unwrap_or_else(|| self.gateway.target_id.clone()),
+            events_capacity: self.journal.events_capacity,
+            logs_capacity: self.journal.logs_capacity,
+        }
+    }
+
+    /// The socket to serve on: `--socket`, else the config's, else the
+    /// contract's default.
+    pub fn socket_path(&self, flag: Option<PathBuf>) -> PathBuf {
+        flag.or_else(|| self.gateway.socket.clone())
+            .unwrap_or_else(crate::transport::socket::default_socket_path)
+    }
+}
+
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn demo_config_is_valid() {
+        let config = Config::demo().expect("demo config parses");
+        assert_eq!(config.gateway.target_id, "demo");
+        assert!(config.children.specs().len() >= 3);
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let text = "[[child]]\nid = \"a\"\ncommand = [\"true\"]\nrestart_budgit = { max = 1 }\n";
+        let error = Config::parse(text, "sgw.toml").expect_err("unknown key");
+        assert_eq!(error.source, "sgw.toml");
+        assert_eq!(error.position.map(|p| p.0), Some(4), "{error}");
+        assert!(error.message.contains("restart_budgit"), "{error}");
+    }
+
+    #[test]
+    fn nested_unknown_key_and_bad_values_are_located() {
+        let text = "[[child]]\nid = \"a\"\ncommand = [\"true\"]\nbackoff = { initial = \"1s\", jiter = 0.1 }\n";
+        let error = Config::parse(text, "x.toml").expect_err("unknown nested key");
+        assert!(error.message.contains("jiter"), "{error}");
+        assert_eq!(error.position.map(|p| p.0), Some(4));
+        let text = "[[child]]\nid = \"a\"\ncommand = [\"true\"]\nstop_timeout = \"ten seconds\"\n";
+        let error = Config::parse(text, "x.toml").expect_err("bad duration");
+        assert!(error.to_string().starts_with("x.toml:4:"), "{error}");
+        let error =
+            Config::parse("[gateway]\nsocket_mode = \"0999\"\n", "x.toml").expect_err("mode");
+        assert!(error.to_string().starts_with("x.toml:2:"), "{error}");
+    }
+
+    #[test]
+    fn dependency_errors_point_at_the_child() {
+        let text = "[[child]]\nid = \"a\"\ncommand = [\"true\"]\n\n[[child]]\nid = \"b\"\ncommand = [\"true\"]\ndepends_on = [\"c\"]\n";
+        let error = Config::parse(text, "x.toml").expect_err("unknown dep");
+        assert_eq!(error.position.map(|p| p.0), Some(5), "{error}");
+        assert!(
+            error.message.contains("depends_on") && error.message.contains("\"b\""),
+            "{error}"
+        );
+        let cycle = "[[child]]\nid = \"a\"\ncommand = [\"true\"]\ndepends_on = [\"b\"]\n[[child]]\nid = \"b\"\ncommand = [\"true\"]\ndepends_on = [\"a\"]\n";
+        let error = Config::parse(cycle, "x.toml").expect_err("cycle");
+        assert!(error.message.contains("cycle"), "{error}");
+    }
+}

@@ -1,0 +1,78 @@
+use crate::model::{ChildId, ChildState, CommandKind, SpecError};
+
+/// Everything a control-plane call can fail with. Transports map this once
+/// each (`transport::grpc::status`, `transport::legacy::error`); the
+/// [`code`](ControlError::code) is the snake_case name both protocols share.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ControlError {
+    #[error("no child named {id:?} (known children: {})", join(known))]
+    NotFound { id: String, known: Vec<ChildId> },
+
+    #[error("a child named {id} already exists")]
+    AlreadyExists { id: ChildId },
+
+    #[error("invalid child spec: {0}")]
+    InvalidSpec(SpecError),
+
+    #[error("invalid argument {field}: {message}")]
+    InvalidArgument { field: String, message: String },
+
+    #[error("{command} is destructive and requires confirm = true")]
+    ConfirmationRequired { command: CommandKind },
+
+    #[error("cannot {command} {id} while it is {state}: {why}")]
+    ForbiddenInState {
+        id: ChildId,
+        command: CommandKind,
+        state: ChildState,
+        why: String,
+    },
+
+    #[error(
+        "cannot remove {id}: {} depend on it; remove those first",
+        join(dependents)
+    )]
+    HasDependents {
+        id: ChildId,
+        dependents: Vec<ChildId>,
+    },
+
+    #[error("could not start {id}: {message}")]
+    SpawnFailed { id: ChildId, message: String },
+
+    #[error("the supervisor is shutting down")]
+    ShuttingDown,
+}
+
+fn join(ids: &[ChildId]) -> String {
+    if ids.is_empty() {
+        return "none".to_owned();
+    }
+    ids.iter()
+        .map(ChildId::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl ControlError {
+    /// The stable machine-readable code (gRPC `ErrorInfo.reason`, legacy
+    /// error `code`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            ControlError::NotFound { .. } => "child_not_found",
+            ControlError::AlreadyExists { .. } => "child_already_exists",
+            ControlError::InvalidSpec(_) => "invalid_child_spec",
+            ControlError::InvalidArgument { .. } => "invalid_argument",
+            ControlError::ConfirmationRequired { .. } => "confirmation_required",
+            ControlError::ForbiddenInState { .. } => "forbidden_in_state",
+            ControlError::HasDependents { .. } => "has_dependents",
+            ControlError::SpawnFailed { .. } => "spawn_failed",
+            ControlError::ShuttingDown => "shutting_down",
+        }
+    }
+
+    /// Whether the same call may succeed later without changes.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, ControlError::ShuttingDown)
+    }
+}

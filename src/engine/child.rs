@@ -1,0 +1,484 @@
+//! The task that owns one child: its process, its phase and its restart
+//! history. Commands for the child arrive on a channel and are handled one
+//! at a time, so commands on one child are serialized by construction and
+//! there is never more than one process per child: the only code that
+//! spawns runs in this task, and only after the previous process was reaped.
+
+use std::future::pending;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::sleep_until;
+
+use super::Context;
+use super::policy::{Decision, RestartTracker};
+use super::process::Process;
+use crate::control::ControlError;
+use crate::model::{
+    ChildRecord, ChildSpec, ChildState, CommandKind, Event, EventKind, Exit, QuarantineReason,
+};
+
+/// What a command asks of the owner task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Op {
+    Restart,
+    Pause,
+    Resume,
+    Quarantine,
+    /// Stop and end the task; the child is forgotten.
+    Remove,
+    /// Stop and end the task; part of a tree shutdown.
+    Shutdown,
+}
+
+pub(super) type Reply = Result<(String, ChildRecord), ControlError>;
+
+#[derive(Debug)]
+pub(super) struct Envelope {
+    pub op: Op,
+    pub reply: oneshot::Sender<Reply>,
+}
+
+/// The child's phase. Each variant holds exactly what that phase needs:
+/// only `Up` has a process.
+#[derive(Debug)]
+enum Phase {
+    WaitingForDependencies,
+    Up {
+        process: Process,
+        ready: bool,
+    },
+    Backoff {
+        until: Instant,
+        until_wall: SystemTime,
+    },
+    Stopped,
+    Paused,
+    Quarantined,
+}
+
+/// Something the current phase was waiting for happened.
+#[derive(Debug)]
+enum Wake {
+    DependenciesReady,
+    Exited(Exit),
+    Ready,
+    BackoffReset,
+    BackoffElapsed,
+}
+
+pub(super) struct ChildTask {
+    spec: Arc<ChildSpec>,
+    ctx: Arc<Context>,
+    record: watch::Sender<ChildRecord>,
+    inbox: mpsc::Receiver<Envelope>,
+    phase: Phase,
+    /// Set while a stop is in progress, so the record says STOPPING.
+    stopping: bool,
+    generation: u64,
+    restart_count: u64,
+    last_exit: Option<Exit>,
+    tracker: RestartTracker,
+    detail: String,
+    since: SystemTime,
+}
+
+impl ChildTask {
+    pub fn new(
+        spec: Arc<ChildSpec>,
+        ctx: Arc<Context>,
+        inbox: mpsc::Receiver<Envelope>,
+    ) -> (Self, watch::Receiver<ChildRecord>) {
+        let now = SystemTime::now();
+        let initial = ChildRecord {
+            id: spec.id.clone(),
+            state: ChildState::Stopped,
+            pid: None,
+            generation: 0,
+            restart_count: 0,
+            last_exit: None,
+            backoff_until: None,
+            budget: RestartTracker::default().status(&spec.restart_budget, Instant::now()),
+            since: now,
+            detail: String::new(),
+            spec: Arc::clone(&spec),
+        };
+        let (record, receiver) = watch::channel(initial);
+        let task = Self {
+            spec,
+            ctx,
+            record,
+            inbox,
+            phase: Phase::Stopped,
+            stopping: false,
+            generation: 0,
+            restart_count: 0,
+            last_exit: None,
+            tracker: RestartTracker::default(),
+            detail: String::new(),
+            since: now,
+        };
+        (task, receiver)
+    }
+
+    pub async fn run(mut self) {
+        self.emit(EventKind::ChildAdded);
+        if self.spec.autostart {
+            self.start();
+        } else {
+            self.detail = "autostart = false: waiting for resume or restart".to_owned();
+            self.set_phase(Phase::Stopped);
+        }
+        loop {
+            tokio::select! {
+                biased;
+                envelope = self.inbox.recv() => {
+                    let Some(Envelope { op, reply }) = envelope else {
+                        // The engine is gone: take the process down with us.
+                        self.stop_process().await;
+                        return;
+                    };
+                    let result = self.handle(op).await;
+                    let _ = reply.send(result.map(|outcome| (outcome, self.record.borrow().clone())));
+                    if matches!(op, Op::Remove | Op::Shutdown) {
+                        return;
+                    }
+                }
+                wake = next_wake(&mut self.phase, &self.spec, &self.ctx, self.tracker.attempts()) => {
+                    self.on_wake(wake);
+                }
+            }
+        }
+    }
+
+    async fn handle(&mut self, op: Op) -> Result<String, ControlError> {
+        match op {
+            Op::Restart => {
+                self.stop_process().await;
+                self.tracker.reset_all();
+                self.restart_count += 1;
+                self.detail.clear();
+                self.start();
+                self.spawn_outcome("restarted")
+            }
+            Op::Pause => {
+                if matches!(self.phase, Phase::Paused) {
+                    return Ok("already paused".to_owned());
+                }
+                self.stop_process().await;
+                self.detail = "paused by command".to_owned();
+                self.set_phase(Phase::Paused);
+                self.emit(EventKind::ChildPaused);
+                Ok("paused".to_owned())
+            }
+            Op::Resume => match self.phase {
+                Phase::Paused | Phase::Quarantined | Phase::Stopped => {
+                    self.tracker.reset_all();
+                    self.detail.clear();
+                    self.emit(EventKind::ChildResumed);
+                    self.start();
+                    self.spawn_outcome("resumed")
+                }
+                Phase::Backoff { .. } => Ok("already running (restart scheduled)".to_owned()),
+                Phase::Up { .. } | Phase::WaitingForDependencies => {
+                    Ok("already running".to_owned())
+                }
+            },
+            Op::Quarantine => {
+                if matches!(self.phase, Phase::Quarantined) {
+                    return Ok("already quarantined".to_owned());
+                }
+                self.stop_process().await;
+                self.quarantine(QuarantineReason::Command);
+                Ok("quarantined".to_owned())
+            }
+            Op::Remove => {
+                self.stop_process().await;
+                self.detail = "removed".to_owned();
+                self.set_phase(Phase::Stopped);
+                self.emit(EventKind::ChildRemoved);
+                Ok("removed".to_owned())
+            }
+            Op::Shutdown => {
+                self.stop_process().await;
+                self.detail = "supervisor shut down".to_owned();
+                self.set_phase(Phase::Stopped);
+                Ok("stopped".to_owned())
+            }
+        }
+    }
+
+    /// A start that failed to spawn is reported as a failed command, but
+    /// the child's policy has already taken over (backoff or quarantine).
+    fn spawn_outcome(&self, done: &str) -> Result<String, ControlError> {
+        match &self.phase {
+            Phase::Up { process, .. } => Ok(format!(
+                "{done} (generation {}, pid {})",
+                self.generation,
+                process.pid()
+            )),
+            Phase::WaitingForDependencies => Ok(format!("{done}; waiting for dependencies")),
+            _ => Err(ControlError::SpawnFailed {
+                id: self.spec.id.clone(),
+                message: self.detail.clone(),
+            }),
+        }
+    }
+
+    fn on_wake(&mut self, wake: Wake) {
+        match wake {
+            Wake::DependenciesReady => self.spawn(),
+            Wake::BackoffElapsed => {
+                self.restart_count += 1;
+                self.start();
+            }
+            Wake::Ready => {
+                if let Phase::Up { process, ready } = &mut self.phase {
+                    *ready = true;
+                    let pid = process.pid();
+                    self.touch();
+                    self.emit(EventKind::ChildRunning {
+                        generation: self.generation,
+                        pid,
+                    });
+                }
+            }
+            Wake::BackoffReset => {
+                self.tracker.reset_backoff();
+                self.emit(EventKind::BackoffReset);
+            }
+            Wake::Exited(exit) => {
+                let Phase::Up { process, .. } = std::mem::replace(&mut self.phase, Phase::Stopped)
+                else {
+                    return;
+                };
+                self.exited(&process, exit);
+                self.apply_policy(exit);
+            }
+        }
+    }
+
+    /// Starts the child now, or once its dependencies are RUNNING.
+    fn start(&mut self) {
+        let pending = self.ctx.pending_dependencies(&self.spec.depends_on);
+        if pending.is_empty() {
+            self.spawn();
+        } else {
+            self.detail = format!(
+                "waiting for {}",
+                pending
+                    .iter()
+                    .map(|id| id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            self.set_phase(Phase::WaitingForDependencies);
+            self.emit(EventKind::WaitingForDependencies { pending });
+        }
+    }
+
+    fn spawn(&mut self) {
+        self.generation += 1;
+        match Process::spawn(&self.spec, self.generation, &self.ctx.logs) {
+            Ok(process) => {
+                let pid = process.pid();
+                self.detail.clear();
+                // With no readiness delay the process counts as RUNNING at
+                // once, so a command's answer already says so.
+                let ready = self.spec.ready_after.is_zero();
+                self.set_phase(Phase::Up { process, ready });
+                self.emit(EventKind::ChildStarting {
+                    generation: self.generation,
+                    pid,
+                });
+                if ready {
+                    self.emit(EventKind::ChildRunning {
+                        generation: self.generation,
+                        pid,
+                    });
+                }
+            }
+            Err(error) => {
+                self.detail = format!("spawn of {:?} failed: {error}", self.spec.command[0]);
+                self.emit(EventKind::SpawnFailed {
+                    generation: self.generation,
+                    error: error.to_string(),
+                });
+                // Treated like a process that could not run (the shell's
+                // 127), so the policy backs off and eventually quarantines.
+                self.last_exit = Some(Exit::Code(127));
+                self.apply_policy(Exit::Code(127));
+            }
+        }
+    }
+
+    fn apply_policy(&mut self, exit: Exit) {
+        match self
+            .tracker
+            .on_exit(&self.spec, exit, Instant::now(), fastrand::f64())
+        {
+            Decision::Restart { attempt, delay } => {
+                let until = Instant::now() + delay;
+                self.set_phase(Phase::Backoff {
+                    until,
+                    until_wall: SystemTime::now() + delay,
+                });
+                self.emit(EventKind::RestartScheduled { attempt, delay });
+            }
+            Decision::Stop => self.set_phase(Phase::Stopped),
+            Decision::Quarantine { restarts, window } => {
+                self.quarantine(QuarantineReason::BudgetExhausted { restarts, window });
+            }
+        }
+    }
+
+    fn quarantine(&mut self, reason: QuarantineReason) {
+        self.detail = reason.to_string();
+        self.set_phase(Phase::Quarantined);
+        self.emit(EventKind::ChildQuarantined { reason });
+    }
+
+    /// Stops the process if there is one (stop signal, timeout, SIGKILL),
+    /// or cancels a pending start. Leaves the phase `Stopped`.
+    async fn stop_process(&mut self) {
+        if !matches!(self.phase, Phase::Up { .. }) {
+            self.set_phase(Phase::Stopped);
+            return;
+        }
+        let (signal, timeout) = (self.spec.stop_signal, self.spec.stop_timeout);
+        self.stopping = true;
+        self.touch();
+        self.emit(EventKind::ChildStopping {
+            generation: self.generation,
+            signal,
+            timeout,
+        });
+        let Phase::Up { process, .. } = &mut self.phase else {
+            return;
+        };
+        let stopped = process.stop(signal, timeout).await;
+        let Phase::Up { process, .. } = std::mem::replace(&mut self.phase, Phase::Stopped) else {
+            return;
+        };
+        self.stopping = false;
+        if stopped.escalated {
+            self.emit(EventKind::StopEscalated {
+                generation: process.generation,
+                pid: process.pid(),
+            });
+        }
+        self.exited(&process, stopped.exit);
+        self.set_phase(Phase::Stopped);
+    }
+
+    fn exited(&mut self, process: &Process, exit: Exit) {
+        self.last_exit = Some(exit);
+        self.emit(EventKind::ChildExited {
+            generation: process.generation,
+            pid: process.pid(),
+            exit,
+            uptime: process.started.elapsed(),
+        });
+    }
+
+    fn set_phase(&mut self, phase: Phase) {
+        self.phase = phase;
+        self.since = SystemTime::now();
+        self.touch();
+    }
+
+    fn emit(&self, kind: EventKind) {
+        self.ctx.events.publish(Event::child(&self.spec.id, kind));
+    }
+
+    /// Publishes the current record for readers and dependents.
+    fn touch(&mut self) {
+        let (state, pid, backoff_until) = match &self.phase {
+            _ if self.stopping => (ChildState::Stopping, self.pid(), None),
+            Phase::WaitingForDependencies => (ChildState::Starting, None, None),
+            Phase::Up { process, ready } => (
+                if *ready {
+                    ChildState::Running
+                } else {
+                    ChildState::Starting
+                },
+                Some(process.pid()),
+                None,
+            ),
+            Phase::Backoff { until_wall, .. } => (ChildState::Backoff, None, Some(*until_wall)),
+            Phase::Stopped => (ChildState::Stopped, None, None),
+            Phase::Paused => (ChildState::Paused, None, None),
+            Phase::Quarantined => (ChildState::Quarantined, None, None),
+        };
+        let record = ChildRecord {
+            id: self.spec.id.clone(),
+            state,
+            pid,
+            generation: self.generation,
+            restart_count: self.restart_count,
+            last_exit: self.last_exit,
+            backoff_until,
+            budget: self
+                .tracker
+                .status(&self.spec.restart_budget, Instant::now()),
+            since: self.since,
+            detail: self.detail.clone(),
+            spec: Arc::clone(&self.spec),
+        };
+        self.record.send_replace(record);
+        self.ctx.state_changed();
+    }
+
+    fn pid(&self) -> Option<u32> {
+        match &self.phase {
+            Phase::Up { process, .. } => Some(process.pid()),
+            _ => None,
+        }
+    }
+}
+
+/// Waits for whatever the current phase is waiting for. Phases with nothing
+/// to wait for never wake.
+async fn next_wake(phase: &mut Phase, spec: &ChildSpec, ctx: &Context, attempts: u32) -> Wake {
+    match phase {
+        Phase::WaitingForDependencies => {
+            ctx.dependencies_running(&spec.depends_on).await;
+            Wake::DependenciesReady
+        }
+        Phase::Up { process, ready } => {
+            let started = tokio::time::Instant::from_std(process.started);
+            if !*ready {
+                tokio::select! {
+                    exit = process.wait() => Wake::Exited(exit),
+                    () = sleep_until(started + spec.ready_after) => Wake::Ready,
+                }
+            } else if attempts > 0 {
+                tokio::select! {
+                    exit = process.wait() => Wake::Exited(exit),
+                    () = sleep_until(started + spec.backoff.reset_after) => Wake::BackoffReset,
+                }
+            } else {
+                Wake::Exited(process.wait().await)
+            }
+        }
+        Phase::Backoff { until, .. } => {
+            sleep_until(tokio::time::Instant::from_std(*until)).await;
+            Wake::BackoffElapsed
+        }
+        Phase::Stopped | Phase::Paused | Phase::Quarantined => pending().await,
+    }
+}
+
+impl CommandKind {
+    pub(super) fn op(self) -> Option<Op> {
+        match self {
+            CommandKind::RestartChild => Some(Op::Restart),
+            CommandKind::PauseChild => Some(Op::Pause),
+            CommandKind::ResumeChild => Some(Op::Resume),
+            CommandKind::QuarantineChild => Some(Op::Quarantine),
+            CommandKind::RemoveChild => Some(Op::Remove),
+            CommandKind::AddChild | CommandKind::ShutdownTree => None,
+        }
+    }
+}

@@ -1,0 +1,514 @@
+//! The supervisor engine: one task per child (see [`child`]), a registry of
+//! them, and the [`ControlPlane`] implementation the transports call.
+
+mod capture;
+mod child;
+mod policy;
+mod process;
+mod topology;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::SystemTime;
+
+use tokio::sync::{Mutex, mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use capture::MAX_LINE_BYTES;
+pub use policy::backoff_delay;
+pub use topology::{ChildSet, SetError};
+
+use crate::control::{
+    Command, CommandMeta, CommandReport, CommandRequest, ControlError, ControlPlane, StateSnapshot,
+    TargetInfo,
+};
+use crate::journal::{EventJournal, LogJournal};
+use crate::model::{
+    ChildId, ChildRecord, ChildSpec, ChildState, CommandKind, Event, EventKind, SpecError,
+};
+use child::{ChildTask, Envelope, Op};
+
+/// What the engine needs besides its children.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub target_id: String,
+    pub display_name: String,
+    pub events_capacity: usize,
+    pub logs_capacity: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            target_id: "sgw".to_owned(),
+            display_name: "sgw".to_owned(),
+            events_capacity: 65_536,
+            logs_capacity: 65_536,
+        }
+    }
+}
+
+struct ChildHandle {
+    inbox: mpsc::Sender<Envelope>,
+    record: watch::Receiver<ChildRecord>,
+    task: JoinHandle<()>,
+}
+
+#[derive(Default)]
+struct Registry {
+    /// Declaration order: config order, then added children.
+    order: Vec<ChildId>,
+    children: HashMap<ChildId, ChildHandle>,
+    /// Children whose removal is under way: nothing new may depend on them.
+    removing: HashSet<ChildId>,
+}
+
+impl Registry {
+    fn known(&self) -> Vec<ChildId> {
+        self.order.clone()
+    }
+
+    fn dependents_of(&self, id: &ChildId) -> Vec<ChildId> {
+        self.order
+            .iter()
+            .filter(|other| {
+                self.children
+                    .get(*other)
+                    .is_some_and(|h| h.record.borrow().spec.depends_on.contains(id))
+            })
+            .cloned()
+            .collect()
+    }
+}
+
+/// State shared by the engine handle and every child task.
+pub(crate) struct Context {
+    target: TargetInfo,
+    events: EventJournal,
+    logs: LogJournal,
+    registry: RwLock<Registry>,
+    /// Bumped on every record change; dependents wait on it.
+    state_generation: watch::Sender<u64>,
+    shutting_down: AtomicBool,
+    /// Serializes tree-wide operations (add, remove, shutdown) against each
+    /// other; child commands only take their child's queue.
+    tree_lock: Mutex<()>,
+    terminated: CancellationToken,
+    next_command: AtomicU64,
+}
+
+impl Context {
+    fn read(&self) -> RwLockReadGuard<'_, Registry> {
+        self.registry.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Registry> {
+        self.registry
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn state_changed(&self) {
+        self.state_generation
+            .send_modify(|generation| *generation += 1);
+    }
+
+    /// Dependencies of a child that are not RUNNING yet.
+    fn pending_dependencies(&self, deps: &[ChildId]) -> Vec<ChildId> {
+        let registry = self.read();
+        deps.iter()
+            .filter(|dep| {
+                registry
+                    .children
+                    .get(*dep)
+                    .is_some_and(|h| h.record.borrow().state != ChildState::Running)
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// Resolves once every dependency is RUNNING.
+    async fn dependencies_running(&self, deps: &[ChildId]) {
+        let mut changes = self.state_generation.subscribe();
+        loop {
+            changes.borrow_and_update();
+            if self.pending_dependencies(deps).is_empty() {
+                return;
+            }
+            if changes.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+        }
+    }
+}
+
+/// The engine. Cheap to clone; every clone drives the same children.
+#[derive(Clone)]
+pub struct Supervisor {
+    ctx: Arc<Context>,
+}
+
+impl std::fmt::Debug for Supervisor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Supervisor")
+            .field("target_id", &self.ctx.target.target_id)
+            .field("children", &self.ctx.read().order)
+            .finish()
+    }
+}
+
+impl Supervisor {
+    /// Starts every child of `children` (each after its dependencies).
+    /// Must be called inside a tokio runtime.
+    pub fn start(config: EngineConfig, children: ChildSet) -> Self {
+        let ctx = Arc::new(Context {
+            target: TargetInfo {
+                target_id: config.target_id,
+                display_name: config.display_name,
+                server_version: env!("CARGO_PKG_VERSION").to_owned(),
+                supported_commands: CommandKind::ALL.to_vec(),
+            },
+            events: EventJournal::new(config.events_capacity),
+            logs: LogJournal::new(config.logs_capacity),
+            registry: RwLock::new(Registry::default()),
+            state_generation: watch::channel(0).0,
+            shutting_down: AtomicBool::new(false),
+            tree_lock: Mutex::new(()),
+            terminated: CancellationToken::new(),
+            next_command: AtomicU64::new(1),
+        });
+        let supervisor = Self { ctx };
+        let mut registry = supervisor.ctx.write();
+        for spec in children.into_specs() {
+            supervisor.insert(&mut registry, spec);
+        }
+        drop(registry);
+        supervisor
+    }
+
+    /// Registers a child and starts its task. The caller holds the write
+    /// lock, so the child is visible to dependents before it runs.
+    fn insert(&self, registry: &mut Registry, spec: ChildSpec) {
+        let (inbox_tx, inbox_rx) = mpsc::channel(16);
+        let id = spec.id.clone();
+        let (task, record) = ChildTask::new(Arc::new(spec), Arc::clone(&self.ctx), inbox_rx);
+        let task = tokio::spawn(task.run());
+        registry.order.push(id.clone());
+        registry.children.insert(
+            id,
+            ChildHandle {
+                inbox: inbox_tx,
+                record,
+                task,
+            },
+        );
+    }
+
+    fn not_found(&self, id: &ChildId) -> ControlError {
+        ControlError::NotFound {
+            id: id.to_string(),
+            known: self.ctx.read().known(),
+        }
+    }
+
+    /// Sends an operation to a child's task and waits for its answer.
+    async fn ask(&self, id: &ChildId, op: Op) -> Result<(String, ChildRecord), ControlError> {
+        let inbox = self
+            .ctx
+            .read()
+            .children
+            .get(id)
+            .map(|h| h.inbox.clone())
+            .ok_or_else(|| self.not_found(id))?;
+        let (reply, answer) = oneshot::channel();
+        inbox
+            .send(Envelope { op, reply })
+            .await
+            .map_err(|_| self.not_found(id))?;
+        answer.await.map_err(|_| self.not_found(id))?
+    }
+
+    /// Checks that a command can be attempted before it is journaled, so
+    /// that unknown ids and refused requests leave no half-recorded command.
+    fn admit(&self, command: &Command) -> Result<(), ControlError> {
+        if self.ctx.shutting_down.load(Ordering::Acquire) {
+            return Err(ControlError::ShuttingDown);
+        }
+        let registry = self.ctx.read();
+        match command {
+            Command::Add(spec) => {
+                if registry.children.contains_key(&spec.id) {
+                    return Err(ControlError::AlreadyExists {
+                        id: spec.id.clone(),
+                    });
+                }
+                if let Some(dep) = spec.depends_on.iter().find(|dep| {
+                    !registry.children.contains_key(*dep) || registry.removing.contains(*dep)
+                }) {
+                    return Err(ControlError::InvalidSpec(SpecError::new(
+                        "depends_on",
+                        format!("unknown child {dep}"),
+                    )));
+                }
+            }
+            Command::Remove(id) => {
+                if !registry.children.contains_key(id) {
+                    return Err(self.not_found_in(&registry, id));
+                }
+                let dependents = registry.dependents_of(id);
+                if !dependents.is_empty() {
+                    return Err(ControlError::HasDependents {
+                        id: id.clone(),
+                        dependents,
+                    });
+                }
+            }
+            Command::Shutdown => {}
+            Command::Restart(id)
+            | Command::Pause(id)
+            | Command::Resume(id)
+            | Command::Quarantine(id) => {
+                if !registry.children.contains_key(id) {
+                    return Err(self.not_found_in(&registry, id));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn not_found_in(&self, registry: &Registry, id: &ChildId) -> ControlError {
+        ControlError::NotFound {
+            id: id.to_string(),
+            known: registry.known(),
+        }
+    }
+
+    async fn dispatch(
+        &self,
+        command: Command,
+    ) -> Result<(String, Option<ChildRecord>), ControlError> {
+        let kind = command.kind();
+        match command {
+            Command::Add(spec) => {
+                let _tree = self.ctx.tree_lock.lock().await;
+                // Re-check under the tree lock: another add may have won.
+                self.admit(&Command::Add(spec.clone()))?;
+                let id = spec.id.clone();
+                let record = {
+                    let mut registry = self.ctx.write();
+                    self.insert(&mut registry, *spec);
+                    registry.children.get(&id).map(|h| h.record.clone())
+                };
+                Ok(("added".to_owned(), record.map(|r| r.borrow().clone())))
+            }
+            Command::Remove(id) => {
+                let _tree = self.ctx.tree_lock.lock().await;
+                self.admit(&Command::Remove(id.clone()))?;
+                self.ctx.write().removing.insert(id.clone());
+                let result = self.ask(&id, Op::Remove).await;
+                let handle = {
+                    let mut registry = self.ctx.write();
+                    registry.removing.remove(&id);
+                    if result.is_ok() {
+                        registry.order.retain(|other| *other != id);
+                        registry.children.remove(&id)
+                    } else {
+                        None
+                    }
+                };
+                if let Some(handle) = handle {
+                    let _ = handle.task.await;
+                    self.ctx.state_changed();
+                }
+                result.map(|(outcome, _)| (outcome, None))
+            }
+            Command::Shutdown => self.shutdown_tree().await.map(|outcome| (outcome, None)),
+            Command::Restart(id)
+            | Command::Pause(id)
+            | Command::Resume(id)
+            | Command::Quarantine(id) => {
+                let op = match kind.op() {
+                    Some(op) => op,
+                    None => return Err(self.not_found(&id)),
+                };
+                self.ask(&id, op)
+                    .await
+                    .map(|(outcome, record)| (outcome, Some(record)))
+            }
+        }
+    }
+
+    /// Stops every child, dependents before their dependencies, ties in
+    /// reverse declaration order; each child gets its own stop timeout.
+    async fn shutdown_tree(&self) -> Result<String, ControlError> {
+        let _tree = self.ctx.tree_lock.lock().await;
+        self.ctx
+            .events
+            .publish(Event::tree(EventKind::ShutdownStarted));
+        let order: Vec<ChildId> = {
+            let registry = self.ctx.read();
+            let specs: Vec<ChildSpec> = registry
+                .order
+                .iter()
+                .filter_map(|id| registry.children.get(id))
+                .map(|h| (*h.record.borrow().spec).clone())
+                .collect();
+            topology::start_order(&specs)
+                .into_iter()
+                .rev()
+                .map(|i| specs[i].id.clone())
+                .collect()
+        };
+        let count = order.len();
+        for id in order {
+            let _ = self.ask(&id, Op::Shutdown).await;
+            let handle = self.ctx.write().children.remove(&id);
+            if let Some(handle) = handle {
+                let _ = handle.task.await;
+            }
+        }
+        self.ctx.write().order.clear();
+        self.ctx.state_changed();
+        self.ctx
+            .events
+            .publish(Event::tree(EventKind::ShutdownCompleted));
+        Ok(format!("stopped {count} children"))
+    }
+
+    /// Journals and runs a command. Used by [`ControlPlane::execute`].
+    async fn run_command(&self, request: CommandRequest) -> Result<CommandReport, ControlError> {
+        let (command, meta) = request.into_parts();
+        let kind = command.kind();
+        self.admit(&command)?;
+        if kind == CommandKind::ShutdownTree && self.ctx.shutting_down.swap(true, Ordering::AcqRel)
+        {
+            return Err(ControlError::ShuttingDown);
+        }
+        let child_id = command.child_id().cloned();
+        let command_id = format!(
+            "cmd-{}",
+            self.ctx.next_command.fetch_add(1, Ordering::Relaxed)
+        );
+        self.publish_accepted(&child_id, &command_id, kind, &meta);
+        let result = self.dispatch(command).await;
+        let (outcome, error_code) = match &result {
+            Ok((outcome, _)) => (outcome.clone(), None),
+            Err(error) => (error.to_string(), Some(error.code())),
+        };
+        self.ctx.events.publish(Event {
+            child_id,
+            kind: EventKind::CommandCompleted {
+                command_id: command_id.clone(),
+                command: kind,
+                outcome,
+                error_code,
+            },
+        });
+        if kind == CommandKind::ShutdownTree {
+            self.ctx.events.close();
+            self.ctx.logs.close();
+            self.ctx.terminated.cancel();
+        }
+        result.map(|(outcome, child)| CommandReport {
+            command_id,
+            command: kind,
+            outcome,
+            child,
+            completed_at: SystemTime::now(),
+        })
+    }
+
+    fn publish_accepted(
+        &self,
+        child_id: &Option<ChildId>,
+        command_id: &str,
+        kind: CommandKind,
+        meta: &CommandMeta,
+    ) {
+        self.ctx.events.publish(Event {
+            child_id: child_id.clone(),
+            kind: EventKind::CommandAccepted {
+                command_id: command_id.to_owned(),
+                command: kind,
+                request_id: meta.request_id.clone(),
+                requested_by: meta.requested_by.clone(),
+                reason: meta.reason.clone(),
+            },
+        });
+    }
+
+    /// Shuts the tree down on behalf of the embedding process (a signal, a
+    /// drop of the server). Journaled like a `ShutdownTree` command.
+    pub async fn shutdown(
+        &self,
+        requested_by: &str,
+        reason: &str,
+    ) -> Result<CommandReport, ControlError> {
+        let meta = CommandMeta {
+            request_id: String::new(),
+            requested_by: requested_by.to_owned(),
+            reason: reason.to_owned(),
+            confirm: true,
+        };
+        self.run_command(CommandRequest::new(Command::Shutdown, meta)?)
+            .await
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.ctx.shutting_down.load(Ordering::Acquire)
+    }
+}
+
+impl ControlPlane for Supervisor {
+    fn info(&self) -> TargetInfo {
+        self.ctx.target.clone()
+    }
+
+    async fn state(&self) -> StateSnapshot {
+        let state_generation = *self.ctx.state_generation.borrow();
+        let children = {
+            let registry = self.ctx.read();
+            registry
+                .order
+                .iter()
+                .filter_map(|id| registry.children.get(id))
+                .map(|h| h.record.borrow().clone())
+                .collect()
+        };
+        StateSnapshot {
+            children,
+            state_generation,
+            last_event_sequence: self.ctx.events.last_sequence(),
+            last_log_sequence: self.ctx.logs.last_sequence(),
+            dropped_events: self.ctx.events.evicted(),
+            dropped_logs: self.ctx.logs.evicted(),
+        }
+    }
+
+    async fn child(&self, id: &ChildId) -> Result<ChildRecord, ControlError> {
+        let registry = self.ctx.read();
+        registry
+            .children
+            .get(id)
+            .map(|h| h.record.borrow().clone())
+            .ok_or_else(|| self.not_found_in(&registry, id))
+    }
+
+    async fn execute(&self, request: CommandRequest) -> Result<CommandReport, ControlError> {
+        self.run_command(request).await
+    }
+
+    fn events(&self) -> &EventJournal {
+        &self.ctx.events
+    }
+
+    fn logs(&self) -> &LogJournal {
+        &self.ctx.logs
+    }
+
+    async fn terminated(&self) {
+        self.ctx.terminated.cancelled().await;
+    }
+}

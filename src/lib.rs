@@ -1,0 +1,14 @@
+//! `sgw`: a process supervisor whose control plane is a gRPC service on a
+//! Unix domain socket.
+//!
+//! Data flows one way: a transport calls the [`control::ControlPlane`]
+//! port, the [`engine`] carries the command out on its children, every fact
+//! lands in the [`journal`], and subscribers read the journal.
+
+pub mod cli;
+pub mod config;
+pub mod control;
+pub mod engine;
+pub mod journal;
+pub mod model;
+pub mod transport;

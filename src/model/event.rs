@@ -1,0 +1,251 @@
+use std::time::Duration;
+
+use super::{ChildId, CommandKind, Exit, StopSignal};
+
+/// One lifecycle fact. Published to the event journal, which gives it its
+/// sequence and time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// The child the fact is about; `None` for tree-wide facts.
+    pub child_id: Option<ChildId>,
+    pub kind: EventKind,
+}
+
+/// Why a child was quarantined.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QuarantineReason {
+    /// It needed more automatic restarts than its budget allows.
+    BudgetExhausted { restarts: u32, window: Duration },
+    /// An operator asked for it.
+    Command,
+}
+
+impl std::fmt::Display for QuarantineReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            QuarantineReason::BudgetExhausted { restarts, window } => write!(
+                f,
+                "restart budget exhausted: {restarts} restarts within {}",
+                humantime::format_duration(*window)
+            ),
+            QuarantineReason::Command => f.write_str("quarantined by command"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum EventKind {
+    ChildAdded,
+    /// Waiting for these dependencies to be RUNNING before spawning.
+    WaitingForDependencies {
+        pending: Vec<ChildId>,
+    },
+    /// A process was spawned.
+    ChildStarting {
+        generation: u64,
+        pid: u32,
+    },
+    /// The process has been up for `ready_after`.
+    ChildRunning {
+        generation: u64,
+        pid: u32,
+    },
+    SpawnFailed {
+        generation: u64,
+        error: String,
+    },
+    ChildExited {
+        generation: u64,
+        pid: u32,
+        exit: Exit,
+        uptime: Duration,
+    },
+    RestartScheduled {
+        attempt: u32,
+        delay: Duration,
+    },
+    /// The stop signal was sent to the process group.
+    ChildStopping {
+        generation: u64,
+        signal: StopSignal,
+        timeout: Duration,
+    },
+    /// The process group did not exit within the stop timeout: SIGKILLed.
+    StopEscalated {
+        generation: u64,
+        pid: u32,
+    },
+    /// The child stayed up for `reset_after`: the next failure backs off
+    /// from the initial delay again.
+    BackoffReset,
+    ChildQuarantined {
+        reason: QuarantineReason,
+    },
+    ChildPaused,
+    ChildResumed,
+    ChildRemoved,
+    CommandAccepted {
+        command_id: String,
+        command: CommandKind,
+        request_id: String,
+        requested_by: String,
+        reason: String,
+    },
+    CommandCompleted {
+        command_id: String,
+        command: CommandKind,
+        /// What the command did, or why it failed.
+        outcome: String,
+        /// The error code when it failed.
+        error_code: Option<&'static str>,
+    },
+    ShutdownStarted,
+    ShutdownCompleted,
+}
+
+/// Event kinds by name, for filtering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventType {
+    ChildAdded,
+    WaitingForDependencies,
+    ChildStarting,
+    ChildRunning,
+    SpawnFailed,
+    ChildExited,
+    RestartScheduled,
+    ChildStopping,
+    StopEscalated,
+    BackoffReset,
+    ChildQuarantined,
+    ChildPaused,
+    ChildResumed,
+    ChildRemoved,
+    CommandAccepted,
+    CommandCompleted,
+    ShutdownStarted,
+    ShutdownCompleted,
+}
+
+impl EventType {
+    pub const ALL: [EventType; 18] = [
+        EventType::ChildAdded,
+        EventType::WaitingForDependencies,
+        EventType::ChildStarting,
+        EventType::ChildRunning,
+        EventType::SpawnFailed,
+        EventType::ChildExited,
+        EventType::RestartScheduled,
+        EventType::ChildStopping,
+        EventType::StopEscalated,
+        EventType::BackoffReset,
+        EventType::ChildQuarantined,
+        EventType::ChildPaused,
+        EventType::ChildResumed,
+        EventType::ChildRemoved,
+        EventType::CommandAccepted,
+        EventType::CommandCompleted,
+        EventType::ShutdownStarted,
+        EventType::ShutdownCompleted,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::ChildAdded => "child_added",
+            EventType::WaitingForDependencies => "waiting_for_dependencies",
+            EventType::ChildStarting => "child_starting",
+            EventType::ChildRunning => "child_running",
+            EventType::SpawnFailed => "spawn_failed",
+            EventType::ChildExited => "child_exited",
+            EventType::RestartScheduled => "restart_scheduled",
+            EventType::ChildStopping => "child_stopping",
+            EventType::StopEscalated => "stop_escalated",
+            EventType::BackoffReset => "backoff_reset",
+            EventType::ChildQuarantined => "child_quarantined",
+            EventType::ChildPaused => "child_paused",
+            EventType::ChildResumed => "child_resumed",
+            EventType::ChildRemoved => "child_removed",
+            EventType::CommandAccepted => "command_accepted",
+            EventType::CommandCompleted => "command_completed",
+            EventType::ShutdownStarted => "shutdown_started",
+            EventType::ShutdownCompleted => "shutdown_completed",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == name)
+    }
+}
+
+/// How loudly a dashboard should show an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    Info,
+    Warning,
+    Error,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+        }
+    }
+}
+
+impl EventKind {
+    pub fn event_type(&self) -> EventType {
+        match self {
+            EventKind::ChildAdded => EventType::ChildAdded,
+            EventKind::WaitingForDependencies { .. } => EventType::WaitingForDependencies,
+            EventKind::ChildStarting { .. } => EventType::ChildStarting,
+            EventKind::ChildRunning { .. } => EventType::ChildRunning,
+            EventKind::SpawnFailed { .. } => EventType::SpawnFailed,
+            EventKind::ChildExited { .. } => EventType::ChildExited,
+            EventKind::RestartScheduled { .. } => EventType::RestartScheduled,
+            EventKind::ChildStopping { .. } => EventType::ChildStopping,
+            EventKind::StopEscalated { .. } => EventType::StopEscalated,
+            EventKind::BackoffReset => EventType::BackoffReset,
+            EventKind::ChildQuarantined { .. } => EventType::ChildQuarantined,
+            EventKind::ChildPaused => EventType::ChildPaused,
+            EventKind::ChildResumed => EventType::ChildResumed,
+            EventKind::ChildRemoved => EventType::ChildRemoved,
+            EventKind::CommandAccepted { .. } => EventType::CommandAccepted,
+            EventKind::CommandCompleted { .. } => EventType::CommandCompleted,
+            EventKind::ShutdownStarted => EventType::ShutdownStarted,
+            EventKind::ShutdownCompleted => EventType::ShutdownCompleted,
+        }
+    }
+
+    pub fn severity(&self) -> Severity {
+        match self {
+            EventKind::SpawnFailed { .. } | EventKind::ChildQuarantined { .. } => Severity::Error,
+            EventKind::ChildExited { exit, .. } if *exit != Exit::Code(0) => Severity::Warning,
+            EventKind::StopEscalated { .. } | EventKind::RestartScheduled { .. } => {
+                Severity::Warning
+            }
+            EventKind::CommandCompleted {
+                error_code: Some(_),
+                ..
+            } => Severity::Warning,
+            _ => Severity::Info,
+        }
+    }
+}
+
+impl Event {
+    pub fn child(child_id: &ChildId, kind: EventKind) -> Self {
+        Self {
+            child_id: Some(child_id.clone()),
+            kind,
+        }
+    }
+
+    pub fn tree(kind: EventKind) -> Self {
+        Self {
+            child_id: None,
+            kind,
+        }
+    }
+}

@@ -1,0 +1,19 @@
+//! The supervisor's vocabulary, shared by the engine, the journal, the
+//! control port and the transports. Nothing here does I/O.
+
+mod command;
+mod event;
+mod id;
+mod log;
+mod spec;
+mod state;
+
+pub use command::CommandKind;
+pub use event::{Event, EventKind, EventType, QuarantineReason, Severity};
+pub use id::{ChildId, InvalidChildId};
+pub use log::{LogLine, LogStream};
+pub use spec::{
+    Backoff, ChildSpec, Criticality, RestartBudget, RestartPolicy, SpecError, StopSignal,
+    parse_duration,
+};
+pub use state::{BudgetStatus, ChildRecord, ChildState, Exit};

@@ -1,0 +1,384 @@
+//! A child's specification: what the config's `[[child]]` tables and
+//! `AddChild` describe. Deserialization checks each field; [`ChildSpec::validate`]
+//! checks the rules that span fields.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use serde::{Deserialize, Deserializer};
+
+use super::ChildId;
+
+/// What happens when a child's process exits on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RestartPolicy {
+    /// Restart after every exit, clean or not.
+    Always,
+    /// Restart unless the exit code is one of `success_codes`.
+    #[default]
+    OnFailure,
+    /// Never restart; the child stays STOPPED with its last exit recorded.
+    Never,
+}
+
+impl RestartPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RestartPolicy::Always => "always",
+            RestartPolicy::OnFailure => "on_failure",
+            RestartPolicy::Never => "never",
+        }
+    }
+}
+
+/// How important a child is to the operator. Reported to clients so
+/// dashboards can rank alerts; the engine treats all children alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Criticality {
+    Critical,
+    #[default]
+    Standard,
+    BestEffort,
+}
+
+impl Criticality {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Criticality::Critical => "critical",
+            Criticality::Standard => "standard",
+            Criticality::BestEffort => "best_effort",
+        }
+    }
+}
+
+/// Exponential backoff between automatic restarts.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Backoff {
+    #[serde(deserialize_with = "duration")]
+    pub initial: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub max: Duration,
+    pub multiplier: f64,
+    /// Fraction of the delay randomly added or removed (0 to 1), so that
+    /// children crashing together do not restart in lockstep.
+    pub jitter: f64,
+    /// Uptime after which the next failure starts again from `initial`.
+    #[serde(deserialize_with = "duration")]
+    pub reset_after: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(30),
+            multiplier: 2.0,
+            jitter: 0.2,
+            reset_after: Duration::from_secs(10),
+        }
+    }
+}
+
+/// At most `max` automatic restarts within any `window`; one more
+/// quarantines the child.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RestartBudget {
+    pub max: u32,
+    #[serde(deserialize_with = "duration")]
+    pub window: Duration,
+}
+
+impl Default for RestartBudget {
+    fn default() -> Self {
+        Self {
+            max: 5,
+            window: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The signal sent to a child's process group to ask it to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StopSignal(pub Signal);
+
+impl Default for StopSignal {
+    fn default() -> Self {
+        StopSignal(Signal::SIGTERM)
+    }
+}
+
+impl fmt::Display for StopSignal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0.as_str())
+    }
+}
+
+impl FromStr for StopSignal {
+    type Err = String;
+    /// Accepts `SIGTERM`, `TERM` or `15`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let trimmed = s.trim();
+        let signal = if let Ok(number) = trimmed.parse::<i32>() {
+            Signal::try_from(number).ok()
+        } else {
+            let upper = trimmed.to_ascii_uppercase();
+            let name = if upper.starts_with("SIG") {
+                upper
+            } else {
+                format!("SIG{upper}")
+            };
+            Signal::from_str(&name).ok()
+        };
+        match signal {
+            Some(Signal::SIGKILL | Signal::SIGSTOP) | None => Err(format!(
+                "invalid stop_signal {s:?}: expected a catchable signal name such as \"SIGTERM\", \"SIGINT\" or \"SIGQUIT\""
+            )),
+            Some(signal) => Ok(StopSignal(signal)),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for StopSignal {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Parses `"100ms"`, `"30s"`, `"5m"`, `"1h 30m"`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text.trim()).map_err(|error| {
+        format!("invalid duration {text:?} ({error}): use e.g. \"250ms\", \"10s\", \"5m\"")
+    })
+}
+
+fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    parse_duration(&text).map_err(serde::de::Error::custom)
+}
+
+fn default_stop_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_success_codes() -> Vec<i32> {
+    vec![0]
+}
+
+/// One supervised child.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChildSpec {
+    pub id: ChildId,
+    /// Program and arguments; the program is looked up in `PATH`.
+    pub command: Vec<String>,
+    #[serde(default)]
+    pub restart: RestartPolicy,
+    #[serde(default)]
+    pub backoff: Backoff,
+    #[serde(default)]
+    pub restart_budget: RestartBudget,
+    #[serde(default)]
+    pub stop_signal: StopSignal,
+    #[serde(default = "default_stop_timeout", deserialize_with = "duration")]
+    pub stop_timeout: Duration,
+    /// Added to the supervisor's own environment.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub cwd: Option<PathBuf>,
+    /// Started only once all of these are RUNNING; stopped before them.
+    #[serde(default)]
+    pub depends_on: Vec<ChildId>,
+    #[serde(default)]
+    pub criticality: Criticality,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Start with the supervisor (or on add); otherwise stay STOPPED until
+    /// resumed or restarted.
+    #[serde(default = "default_true")]
+    pub autostart: bool,
+    /// How long a process must stay up before it counts as RUNNING (and
+    /// before its dependents start). Zero: RUNNING as soon as it is spawned.
+    #[serde(default, deserialize_with = "duration")]
+    pub ready_after: Duration,
+    /// Exit codes that count as success for `restart = "on_failure"`.
+    #[serde(default = "default_success_codes")]
+    pub success_codes: Vec<i32>,
+}
+
+/// A field that breaks a rule, and the rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct SpecError {
+    pub field: String,
+    pub message: String,
+}
+
+impl SpecError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl ChildSpec {
+    /// A spec with every optional field at its default.
+    pub fn new(id: ChildId, command: Vec<String>) -> Self {
+        Self {
+            id,
+            command,
+            restart: RestartPolicy::default(),
+            backoff: Backoff::default(),
+            restart_budget: RestartBudget::default(),
+            stop_signal: StopSignal::default(),
+            stop_timeout: default_stop_timeout(),
+            env: BTreeMap::new(),
+            cwd: None,
+            depends_on: Vec::new(),
+            criticality: Criticality::default(),
+            tags: Vec::new(),
+            autostart: true,
+            ready_after: Duration::ZERO,
+            success_codes: default_success_codes(),
+        }
+    }
+
+    /// Checks the rules that involve more than one field. Rules involving
+    /// other children (unique ids, known dependencies, cycles) are checked
+    /// where the set of children is known.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        match self.command.first() {
+            None => return Err(SpecError::new("command", "must name a program")),
+            Some(program) if program.trim().is_empty() => {
+                return Err(SpecError::new("command", "program must not be empty"));
+            }
+            Some(_) => {}
+        }
+        if self.command.iter().any(|arg| arg.contains('\0')) {
+            return Err(SpecError::new("command", "must not contain NUL bytes"));
+        }
+        let b = &self.backoff;
+        if b.initial.is_zero() {
+            return Err(SpecError::new(
+                "backoff.initial",
+                "must be greater than zero",
+            ));
+        }
+        if b.max < b.initial {
+            return Err(SpecError::new(
+                "backoff.max",
+                "must be at least backoff.initial",
+            ));
+        }
+        if !(b.multiplier.is_finite() && b.multiplier >= 1.0) {
+            return Err(SpecError::new(
+                "backoff.multiplier",
+                "must be a number >= 1.0",
+            ));
+        }
+        if !(0.0..=1.0).contains(&b.jitter) {
+            return Err(SpecError::new(
+                "backoff.jitter",
+                "must be between 0.0 and 1.0",
+            ));
+        }
+        if self.restart_budget.max == 0 {
+            return Err(SpecError::new("restart_budget.max", "must be at least 1"));
+        }
+        if self.restart_budget.window.is_zero() {
+            return Err(SpecError::new(
+                "restart_budget.window",
+                "must be greater than zero",
+            ));
+        }
+        if self.depends_on.contains(&self.id) {
+            return Err(SpecError::new(
+                "depends_on",
+                "a child cannot depend on itself",
+            ));
+        }
+        for (index, dep) in self.depends_on.iter().enumerate() {
+            if self.depends_on[..index].contains(dep) {
+                return Err(SpecError::new(
+                    "depends_on",
+                    format!("{dep} is listed twice"),
+                ));
+            }
+        }
+        for (key, value) in &self.env {
+            if key.is_empty() || key.contains('=') || key.contains('\0') || value.contains('\0') {
+                return Err(SpecError::new(
+                    format!("env.{key}"),
+                    "names must be non-empty without '=' and values without NUL bytes",
+                ));
+            }
+        }
+        if let Some(tag) = self
+            .tags
+            .iter()
+            .find(|tag| tag.is_empty() || tag.len() > 64)
+        {
+            return Err(SpecError::new(
+                "tags",
+                format!("tag {tag:?} must be 1-64 characters"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stop_signal_accepts_common_spellings() {
+        for text in ["SIGTERM", "TERM", "term", "15"] {
+            assert_eq!(text.parse::<StopSignal>(), Ok(StopSignal(Signal::SIGTERM)));
+        }
+        assert!(
+            "SIGKILL".parse::<StopSignal>().is_err(),
+            "SIGKILL cannot be a polite stop"
+        );
+        assert!("SIGNOPE".parse::<StopSignal>().is_err());
+    }
+
+    #[test]
+    fn validate_rejects_inconsistent_backoff() {
+        let id = ChildId::new("a").expect("valid id");
+        let mut spec = ChildSpec::new(id.clone(), vec!["true".into()]);
+        assert_eq!(spec.validate(), Ok(()));
+        spec.backoff.max = Duration::from_millis(1);
+        assert_eq!(
+            spec.validate().map_err(|e| e.field),
+            Err("backoff.max".to_owned())
+        );
+        let mut spec = ChildSpec::new(id.clone(), vec![]);
+        assert_eq!(
+            spec.validate().map_err(|e| e.field),
+            Err("command".to_owned())
+        );
+        spec.command = vec!["x".into()];
+        spec.depends_on = vec![id];
+        assert_eq!(
+            spec.validate().map_err(|e| e.field),
+            Err("depends_on".to_owned())
+        );
+    }
+}

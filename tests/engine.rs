@@ -1,0 +1,599 @@
+//! The supervisor engine with real `/bin/sh` children: policy, stop
+//! escalation, commands, dependencies, output capture.
+
+mod support;
+
+use std::time::Duration;
+
+use supervisor_gateway::control::{
+    Command, CommandMeta, CommandReport, CommandRequest, ControlError, ControlPlane,
+};
+use supervisor_gateway::engine::{EngineConfig, Supervisor};
+use supervisor_gateway::journal::{Item, Start};
+use supervisor_gateway::model::{
+    ChildState, EventKind, Exit, LogLine, QuarantineReason, RestartPolicy,
+};
+use support::*;
+
+fn meta() -> CommandMeta {
+    CommandMeta {
+        request_id: String::new(),
+        requested_by: "test".into(),
+        reason: "engine test".into(),
+        confirm: true,
+    }
+}
+
+async fn run(sup: &Supervisor, command: Command) -> Result<CommandReport, ControlError> {
+    sup.execute(CommandRequest::new(command, meta()).expect("valid request"))
+        .await
+}
+
+async fn state_of(sup: &Supervisor, child: &str) -> ChildState {
+    sup.child(&id(child)).await.expect("child exists").state
+}
+
+/// A child that exits 1 at once is restarted with exponentially growing
+/// delays (read from the journal, not measured) and quarantined with a
+/// reason once its budget is spent.
+#[tokio::test]
+async fn crash_loop_backs_off_then_quarantines() {
+    let mut spec = sh("crash", "exit 1");
+    spec.restart_budget.max = 4;
+    spec.restart_budget.window = Duration::from_secs(60);
+    let sup = start(vec![spec]);
+    let mut events = subscribe(&sup);
+    let seen = events_until(
+        &mut events,
+        "quarantine",
+        is(|k| matches!(k, EventKind::ChildQuarantined { .. }), "crash"),
+    )
+    .await;
+    let delays: Vec<u128> = seen
+        .iter()
+        .filter_map(|r| match &r.body.kind {
+            EventKind::RestartScheduled { delay, .. } => Some(delay.as_millis()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(delays, [10, 20, 40, 80]);
+    let exits = seen
+        .iter()
+        .filter(|r| {
+            matches!(
+                r.body.kind,
+                EventKind::ChildExited {
+                    exit: Exit::Code(1),
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(exits, 5, "four restarts means five runs");
+    match &seen.last().expect("quarantine event").body.kind {
+        EventKind::ChildQuarantined { reason } => assert_eq!(
+            *reason,
+            QuarantineReason::BudgetExhausted {
+                restarts: 4,
+                window: Duration::from_secs(60)
+            }
+        ),
+        other => panic!("unexpected {other:?}"),
+    }
+    let record = sup.child(&id("crash")).await.expect("record");
+    assert_eq!(record.state, ChildState::Quarantined);
+    assert_eq!(record.restart_count, 4);
+    assert!(record.budget.exhausted());
+    assert!(
+        record.detail.contains("restart budget exhausted"),
+        "{}",
+        record.detail
+    );
+    // Restart lifts the quarantine and gives the budget back.
+    let report = run(&sup, Command::Restart(id("crash")))
+        .await
+        .expect("restart");
+    let child = report.child.expect("record after restart");
+    assert_eq!(child.generation, 6);
+    assert_eq!(child.budget.used, 0);
+    sup.shutdown("test", "done").await.expect("shutdown");
+}
+
+/// A child ignoring SIGTERM is SIGKILLed after its stop timeout, and the
+/// grandchildren it forked die with it.
+#[tokio::test]
+async fn stop_escalates_to_sigkill_and_takes_grandchildren() {
+    let mut spec = sh(
+        "stubborn",
+        "trap '' TERM; sleep 1000 & echo $!; sleep 1000 & echo $!; wait",
+    );
+    spec.stop_timeout = Duration::from_millis(300);
+    let sup = start(vec![spec]);
+    let mut logs = sup.logs().subscribe(Start::Oldest);
+    let mut grandchildren = Vec::new();
+    while grandchildren.len() < 2 {
+        match tokio::time::timeout(PATIENCE, logs.next())
+            .await
+            .expect("pids printed")
+        {
+            Some(Item::Record(line)) => {
+                grandchildren.push(line.body.text.parse::<u32>().expect("a pid"))
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let leader = sup
+        .child(&id("stubborn"))
+        .await
+        .expect("record")
+        .pid
+        .expect("running");
+    let mut events = subscribe(&sup);
+    let report = run(&sup, Command::Pause(id("stubborn")))
+        .await
+        .expect("pause");
+    assert_eq!(report.outcome, "paused");
+    assert_eq!(report.child.expect("record").state, ChildState::Paused);
+    let seen = events_until(
+        &mut events,
+        "pause",
+        is(|k| matches!(k, EventKind::ChildPaused), "stubborn"),
+    )
+    .await;
+    assert!(
+        seen.iter()
+            .any(|r| matches!(r.body.kind, EventKind::StopEscalated { .. })),
+        "no escalation event"
+    );
+    assert!(seen.iter().any(|r| matches!(
+        r.body.kind,
+        EventKind::ChildExited {
+            exit: Exit::Signal(9),
+            ..
+        }
+    )));
+    assert!(wait_gone(leader).await, "leader {leader} survived");
+    for pid in grandchildren {
+        assert!(wait_gone(pid).await, "grandchild {pid} survived the stop");
+    }
+    sup.shutdown("test", "done").await.expect("shutdown");
+}
+
+/// A plain SIGTERM stop of `sh -c 'sleep & sleep'` leaves no orphans either.
+#[tokio::test]
+async fn stop_leaves_no_orphans() {
+    let sup = start(vec![sh("pair", "sleep 1000 & echo $!; sleep 1000")]);
+    let mut logs = sup.logs().subscribe(Start::Oldest);
+    let grandchild = match tokio::time::timeout(PATIENCE, logs.next())
+        .await
+        .expect("pid")
+    {
+        Some(Item::Record(line)) => line.body.text.parse::<u32>().expect("pid"),
+        other => panic!("unexpected {other:?}"),
+    };
+    run(&sup, Command::Quarantine(id("pair")))
+        .await
+        .expect("quarantine");
+    assert!(
+        wait_gone(grandchild).await,
+        "grandchild {grandchild} orphaned"
+    );
+    assert_eq!(state_of(&sup, "pair").await, ChildState::Quarantined);
+    sup.shutdown("test", "done").await.expect("shutdown");
+}
+
+/// Pause, resume and quarantine are idempotent and say so.
+#[tokio::test]
+async fn commands_are_idempotent_where_documented() {
+    let sup = start(vec![sh("svc", "exec sleep 1000")]);
+    let mut events = subscribe(&sup);
+    wait_event(
+        &mut events,
+        "running",
+        is(|k| matches!(k, EventKind::ChildRunning { .. }), "svc"),
+    )
+    .await;
+    assert_eq!(
+        run(&sup, Command::Resume(id("svc")))
+            .await
+            .expect("resume")
+            .outcome,
+        "already running"
+    );
+    assert_eq!(
+        run(&sup, Command::Pause(id("svc")))
+            .await
+            .expect("pause")
+            .outcome,
+        "paused"
+    );
+    assert_eq!(
+        run(&sup, Command::Pause(id("svc")))
+            .await
+            .expect("pause")
+            .outcome,
+        "already paused"
+    );
+    let resumed = run(&sup, Command::Resume(id("svc"))).await.expect("resume");
+    assert!(
+        resumed.outcome.starts_with("resumed"),
+        "{}",
+        resumed.outcome
+    );
+    assert_eq!(resumed.child.expect("record").generation, 2);
+    assert_eq!(
+        run(&sup, Command::Quarantine(id("svc")))
+            .await
+            .expect("q")
+            .outcome,
+        "quarantined"
+    );
+    assert_eq!(
+        run(&sup, Command::Quarantine(id("svc")))
+            .await
+            .expect("q")
+            .outcome,
+        "already quarantined"
+    );
+    let resumed = run(&sup, Command::Resume(id("svc"))).await.expect("resume");
+    assert_eq!(resumed.child.expect("record").state, ChildState::Running);
+    sup.shutdown("test", "done").await.expect("shutdown");
+}
+
+/// Restart during backoff starts at once with a new generation; pause while
+/// STARTING (not yet `ready_after` old) stops the process.
+#[tokio::test]
+async fn restart_during_backoff_and_pause_during_starting() {
+    let mut flaky = sh("flaky", "exit 2");
+    flaky.backoff.initial = Duration::from_secs(30);
+    flaky.backoff.max = Duration::from_secs(30);
+    let mut slow = sh("slow", "exec sleep 1000");
+    slow.ready_after = Duration::from_secs(60);
+    let sup = start(vec![flaky, slow]);
+    let mut events = subscribe(&sup);
+    wait_event(
+        &mut events,
+        "backoff",
+        is(|k| matches!(k, EventKind::RestartScheduled { .. }), "flaky"),
+    )
+    .await;
+    let before = sup.child(&id("flaky")).await.expect("record");
+    assert_eq!(before.state, ChildState::Backoff);
+    assert!(before.backoff_until.is_some());
+    let after = run(&sup, Command::Restart(id("flaky"))).await;
+    // The restarted process exits 2 again, so the outcome may be either a
+    // fresh generation or the spawn; both prove the backoff was cut short.
+    let generation = match after {
+        Ok(report) => report.child.expect("record").generation,
+        Err(error) => panic!("restart during backoff failed: {error}"),
+    };
+    assert_eq!(generation, before.generation + 1);
+
+    assert_eq!(state_of(&sup, "slow").await, ChildState::Starting);
+    let pid = sup
+        .child(&id("slow"))
+        .await
+        .expect("record")
+        .pid
+        .expect("spawned");
+    let paused = run(&sup, Command::Pause(id("slow"))).await.expect("pause");
+    assert_eq!(paused.child.expect("record").state, ChildState::Paused);
+    assert!(wait_gone(pid).await);
+    sup.shutdown("test", "done").await.expect("shutdown");
+}
+
+/// Remove queued behind a slow stop completes after it; the id is free
+/// again; add refuses duplicates; unknown ids list the known ones.
+#[tokio::test]
+async fn remove_while_stopping_add_again_and_errors() {
+    let mut spec = sh(
+        "slowstop",
+        "trap 'sleep 0.3; exit 0' TERM; while true; do sleep 0.05; done",
+    );
+    spec.stop_timeout = Duration::from_secs(5);
+    let sup = start(vec![spec.clone()]);
+    let mut events = subscribe(&sup);
+    wait_event(
+        &mut events,
+        "running",
+        is(|k| matches!(k, EventKind::ChildRunning { .. }), "slowstop"),
+    )
+    .await;
+    let pid = sup
+        .child(&id("slowstop"))
+        .await
+        .expect("record")
+        .pid
+        .expect("pid");
+    let pausing = {
+        let sup = sup.clone();
+        tokio::spawn(async move { run(&sup, Command::Pause(id("slowstop"))).await })
+    };
+    wait_event(
+        &mut events,
+        "stopping",
+        is(|k| matches!(k, EventKind::ChildStopping { .. }), "slowstop"),
+    )
+    .await;
+    assert_eq!(state_of(&sup, "slowstop").await, ChildState::Stopping);
+    let removed = run(&sup, Command::Remove(id("slowstop")))
+        .await
+        .expect("remove");
+    assert_eq!(removed.outcome, "removed");
+    assert_eq!(
+        pausing.await.expect("join").expect("pause").outcome,
+        "paused"
+    );
+    assert!(wait_gone(pid).await);
+    match sup.child(&id("slowstop")).await {
+        Err(ControlError::NotFound { known, .. }) => assert!(known.is_empty()),
+        other => panic!("expected not found, got {other:?}"),
+    }
+    run(&sup, Command::Add(Box::new(spec.clone())))
+        .await
+        .expect("add again");
+    match run(&sup, Command::Add(Box::new(spec))).await {
+        Err(ControlError::AlreadyExists { id: dup }) => assert_eq!(dup.as_str(), "slowstop"),
+        other => panic!("expected already exists, got {other:?}"),
+    }
+    match run(&sup, Command::Restart(id("nope"))).await {
+        Err(error @ ControlError::NotFound { .. }) => {
+            assert_eq!(error.code(), "child_not_found");
+            assert!(error.to_string().contains("slowstop"), "{error}");
+        }
+        other => panic!("expected not found, got {other:?}"),
+    }
+    let unconfirmed = CommandMeta {
+        confirm: false,
+        ..meta()
+    };
+    assert!(matches!(
+        CommandRequest::new(Command::Remove(id("slowstop")), unconfirmed),
+        Err(ControlError::ConfirmationRequired { .. })
+    ));
+    sup.shutdown("test", "done").await.expect("shutdown");
+}
+
+/// Dependencies start first and stop last; a child with dependents cannot
+/// be removed; an added child with an unknown dependency is refused.
+#[tokio::test]
+async fn dependencies_order_start_and_stop() {
+    let mut web = sh("web", "exec sleep 1000");
+    web.depends_on = vec![id("db")];
+    let mut db = sh("db", "exec sleep 1000");
+    db.ready_after = Duration::from_millis(200);
+    let sup = start(vec![web, db]);
+    let mut events = subscribe(&sup);
+    let seen = events_until(
+        &mut events,
+        "web starting",
+        is(|k| matches!(k, EventKind::ChildStarting { .. }), "web"),
+    )
+    .await;
+    let db_running = seen.iter().position(|r| {
+        matches!(r.body.kind, EventKind::ChildRunning { .. }) && r.body.child_id == Some(id("db"))
+    });
+    assert!(db_running.is_some(), "web started before db was running");
+    assert!(matches!(
+        run(&sup, Command::Remove(id("db"))).await,
+        Err(ControlError::HasDependents { .. })
+    ));
+    let mut orphan = sh("orphan", "true");
+    orphan.depends_on = vec![id("ghost")];
+    assert!(matches!(
+        run(&sup, Command::Add(Box::new(orphan))).await,
+        Err(ControlError::InvalidSpec(_))
+    ));
+    let mut tail = sup.events().subscribe(Start::Live);
+    sup.shutdown("test", "done").await.expect("shutdown");
+    let mut stopped = Vec::new();
+    while let Some(item) = tail.next().await {
+        if let Item::Record(r) = item
+            && let EventKind::ChildExited { .. } = r.body.kind
+        {
+            stopped.push(r.body.child_id.clone().expect("child").to_string());
+        }
+    }
+    assert_eq!(stopped, ["web", "db"]);
+    assert!(matches!(
+        run(&sup, Command::Restart(id("web"))).await,
+        Err(ControlError::ShuttingDown)
+    ));
+}
+
+/// Never two live processes for one child, whatever the interleaving of
+/// concurrent commands and exits: checked on the journal, where every spawn
+/// and every exit is recorded in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn never_two_live_processes_under_concurrent_commands() {
+    let mut spec = sh("busy", "sleep 0.0$(( $$ % 5 )); exit 1");
+    spec.restart = RestartPolicy::Always;
+    spec.backoff.initial = Duration::from_millis(1);
+    spec.restart_budget.max = 10_000;
+    spec.stop_timeout = Duration::from_millis(500);
+    let sup = start(vec![spec]);
+    let mut tasks = Vec::new();
+    for i in 0..60u32 {
+        let sup = sup.clone();
+        tasks.push(tokio::spawn(async move {
+            let command = match i % 4 {
+                0 => Command::Restart(id("busy")),
+                1 => Command::Pause(id("busy")),
+                2 => Command::Resume(id("busy")),
+                _ => Command::Quarantine(id("busy")),
+            };
+            run(&sup, command).await
+        }));
+    }
+    for task in tasks {
+        let result = task.await.expect("join");
+        assert!(
+            matches!(result, Ok(_) | Err(ControlError::SpawnFailed { .. })),
+            "{result:?}"
+        );
+    }
+    let mut events = subscribe(&sup);
+    sup.shutdown("test", "done").await.expect("shutdown");
+    let mut live: Vec<u64> = Vec::new();
+    let mut last_generation = 0;
+    let mut spawns = 0;
+    while let Some(item) = events.next().await {
+        let Item::Record(r) = item else {
+            panic!("gap in a test journal")
+        };
+        match r.body.kind {
+            EventKind::ChildStarting { generation, .. } => {
+                assert!(
+                    live.is_empty(),
+                    "generation {generation} spawned while {live:?} alive"
+                );
+                assert!(generation > last_generation);
+                last_generation = generation;
+                live.push(generation);
+                spawns += 1;
+            }
+            EventKind::ChildExited { generation, .. } => {
+                assert_eq!(
+                    live,
+                    [generation],
+                    "exit of a process that was not the live one"
+                );
+                live.clear();
+            }
+            _ => {}
+        }
+    }
+    assert!(live.is_empty());
+    assert!(
+        spawns > 10,
+        "only {spawns} spawns: the test did not exercise much"
+    );
+}
+
+/// A child printing 100k lines as fast as it can: every line captured, in
+/// order, none lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn captures_100k_lines_in_order() {
+    let config = EngineConfig {
+        logs_capacity: 200_000,
+        ..EngineConfig::default()
+    };
+    let mut spec = sh("chatty", "seq 1 100000");
+    spec.restart = RestartPolicy::Never;
+    let sup = start_with(config, vec![spec]);
+    let mut logs = sup.logs().subscribe(Start::Oldest);
+    let mut expected = 1u32;
+    while expected <= 100_000 {
+        match tokio::time::timeout(PATIENCE, logs.next())
+            .await
+            .expect("lines keep coming")
+        {
+            Some(Item::Record(line)) => {
+                assert_eq!(line.body.text, expected.to_string());
+                assert!(!line.body.truncated);
+                expected += 1;
+            }
+            other => panic!("unexpected {other:?} at line {expected}"),
+        }
+    }
+    sup.shutdown("test", "done").await.expect("shutdown");
+}
+
+/// A 1 MiB line is split into 16 KiB chunks flagged `truncated` (except the
+/// last), nothing lost; invalid UTF-8 is replaced, not dropped.
+#[tokio::test]
+async fn long_lines_are_split_and_bad_utf8_replaced() {
+    let mut spec = sh(
+        "wide",
+        "head -c 1048576 /dev/zero | tr '\\0' x; echo; printf '\\377ok\\n' >&2",
+    );
+    spec.restart = RestartPolicy::Never;
+    let sup = start(vec![spec]);
+    let mut logs = sup.logs().subscribe(Start::Oldest);
+    let mut chunks: Vec<LogLine> = Vec::new();
+    let mut stderr = None;
+    while stderr.is_none() || chunks.last().is_none_or(|c| c.truncated) {
+        match tokio::time::timeout(PATIENCE, logs.next())
+            .await
+            .expect("output")
+        {
+            Some(Item::Record(line)) if line.body.stream.as_str() == "stderr" => {
+                stderr = Some(line.body.text.clone())
+            }
+            Some(Item::Record(line)) => chunks.push(line.body.clone()),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(chunks.len(), 64);
+    assert!(
+        chunks[..63]
+            .iter()
+            .all(|c| c.truncated && c.text.len() == 16 * 1024)
+    );
+    assert!(!chunks[63].truncated);
+    assert_eq!(chunks.iter().map(|c| c.text.len()).sum::<usize>(), 1 << 20);
+    assert_eq!(stderr.as_deref(), Some("\u{FFFD}ok"));
+    sup.shutdown("test", "done").await.expect("shutdown");
+}
+
+/// A program that does not exist: spawn failure is journaled, the command
+/// reports it, and the policy eventually quarantines the child.
+#[tokio::test]
+async fn missing_program_is_reported_and_quarantined() {
+    let mut spec = sh("ghost", "");
+    spec.command = vec!["/nonexistent/program".into()];
+    spec.restart_budget.max = 2;
+    let sup = start(vec![spec]);
+    let mut events = subscribe(&sup);
+    let seen = events_until(
+        &mut events,
+        "quarantine",
+        is(|k| matches!(k, EventKind::ChildQuarantined { .. }), "ghost"),
+    )
+    .await;
+    assert!(seen.iter().any(|r| matches!(&r.body.kind, EventKind::SpawnFailed { error, .. } if error.contains("No such file"))));
+    match run(&sup, Command::Restart(id("ghost"))).await {
+        Err(error @ ControlError::SpawnFailed { .. }) => {
+            assert!(error.to_string().contains("/nonexistent/program"))
+        }
+        other => panic!("expected spawn failure, got {other:?}"),
+    }
+    sup.shutdown("test", "done").await.expect("shutdown");
+}
+
+/// Commands are journaled with who asked and why, and the journal closes
+/// after the shutdown's own completion record.
+#[tokio::test]
+async fn commands_are_journaled_with_requester() {
+    let sup = start(vec![sh("j", "exec sleep 1000")]);
+    let mut events = subscribe(&sup);
+    run(&sup, Command::Pause(id("j"))).await.expect("pause");
+    let accepted = wait_event(&mut events, "accepted", |e| {
+        matches!(e.kind, EventKind::CommandAccepted { .. })
+    })
+    .await;
+    match &accepted.body.kind {
+        EventKind::CommandAccepted {
+            requested_by,
+            reason,
+            command,
+            ..
+        } => {
+            assert_eq!(
+                (requested_by.as_str(), reason.as_str(), command.as_str()),
+                ("test", "engine test", "pause_child")
+            );
+        }
+        _ => unreachable!(),
+    }
+    sup.shutdown("test", "done").await.expect("shutdown");
+    let mut last = None;
+    while let Some(item) = events.next().await {
+        last = Some(item);
+    }
+    match last {
+        Some(Item::Record(r)) => assert!(matches!(r.body.kind, EventKind::CommandCompleted { .. })),
+        other => panic!("unexpected end {other:?}"),
+    }
+    assert!(sup.is_shutting_down());
+}
