@@ -6,9 +6,11 @@
 //! lands in the [`journal`], and subscribers read the journal.
 
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod control;
 pub mod engine;
 pub mod journal;
 pub mod model;
+pub mod pb;
 pub mod transport;

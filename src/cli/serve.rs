@@ -1,16 +1,20 @@
-//! `sgw serve`.
+//! `sgw serve`: the engine, the gateway on its socket, and a bounded,
+//! ordered shutdown.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
 use super::{EXIT_FAILED, EXIT_USAGE, LogFormat};
 use crate::config::Config;
 use crate::control::ControlPlane;
 use crate::engine::Supervisor;
-use crate::journal::{Item, Start};
+use crate::transport::grpc::{self, Limits};
+use crate::transport::socket::{BindOptions, BoundSocket};
 
 fn init_tracing(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
@@ -23,7 +27,7 @@ fn init_tracing(format: LogFormat) {
     };
 }
 
-pub fn run(config: Option<PathBuf>, _socket: Option<PathBuf>, log_format: LogFormat) -> ExitCode {
+pub fn run(config: Option<PathBuf>, socket: Option<PathBuf>, log_format: LogFormat) -> ExitCode {
     init_tracing(log_format);
     let config = match config {
         Some(path) => Config::load(&path),
@@ -46,34 +50,101 @@ pub fn run(config: Option<PathBuf>, _socket: Option<PathBuf>, log_format: LogFor
             return ExitCode::from(EXIT_FAILED);
         }
     };
-    runtime.block_on(async move {
-        let supervisor = Supervisor::start(config.engine_config(), config.children.clone());
-        let mut events = supervisor.events().subscribe(Start::Oldest);
-        let printer = tokio::spawn(async move {
-            while let Some(item) = events.next().await {
-                if let Item::Record(record) = item {
-                    println!(
-                        "{:>6} {:?} {:?}",
-                        record.sequence, record.body.child_id, record.body.kind
-                    );
-                }
-            }
-        });
-        let (Ok(mut term), Ok(mut int)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) else {
-            eprintln!("error: cannot install signal handlers");
+    runtime.block_on(serve(config, socket))
+}
+
+async fn serve(config: Config, socket_flag: Option<PathBuf>) -> ExitCode {
+    let bound = match BoundSocket::from_systemd() {
+        Ok(Some(activated)) => Ok(activated),
+        Ok(None) => BoundSocket::bind(&BindOptions {
+            path: config.socket_path(socket_flag),
+            mode: config.gateway.socket_mode,
+            bind: config.gateway.bind,
+        }),
+        Err(error) => Err(error),
+    };
+    let (listener, guard, path) = match bound.and_then(|bound| {
+        let path = bound
+            .path()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        bound
+            .into_tokio()
+            .map(|(listener, guard)| (listener, guard, path))
+    }) {
+        Ok(parts) => parts,
+        Err(error) => {
+            eprintln!("error: {error}");
             return ExitCode::from(EXIT_FAILED);
-        };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
         }
+    };
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        eprintln!("error: cannot install signal handlers");
+        return ExitCode::from(EXIT_FAILED);
+    };
+
+    let supervisor = Supervisor::start(config.engine_config(), config.children.clone());
+    let limits = Limits {
+        max_request_bytes: config.gateway.max_request_bytes,
+        max_response_bytes: config.gateway.max_response_bytes,
+        max_connections: config.gateway.max_connections,
+        idle_timeout: config.gateway.idle_timeout,
+    };
+    let stopping = CancellationToken::new();
+    let mut server = tokio::spawn(grpc::serve(
+        Arc::new(supervisor.clone()),
+        listener,
+        limits,
+        stopping.clone(),
+    ));
+    println!(
+        "sgw: serving target {:?} on {path}",
+        config.gateway.target_id
+    );
+    println!("try: grpcurl -plaintext -unix {path} list");
+
+    let mut server_result = None;
+    let reason = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+        () = supervisor.terminated() => "ShutdownTree",
+        result = &mut server => {
+            server_result = Some(result);
+            "the server stopped"
+        }
+    };
+    tracing::info!(reason, "shutting down");
+    // Health turns NOT_SERVING and no new connection is accepted; calls in
+    // flight finish; streams end once the journal closes after the children
+    // have stopped.
+    stopping.cancel();
+    if !supervisor.is_shutting_down() {
         let _ = supervisor
-            .shutdown("signal", "sgw serve received a termination signal")
+            .shutdown("sgw serve", &format!("received {reason}"))
             .await;
-        let _ = printer.await;
-        ExitCode::SUCCESS
-    })
+    }
+    let drained = match server_result {
+        Some(result) => Ok(result),
+        None => tokio::time::timeout(config.gateway.drain_timeout, &mut server).await,
+    };
+    drop(guard);
+    match drained {
+        Ok(Ok(Ok(()))) => ExitCode::SUCCESS,
+        Ok(Ok(Err(error))) => {
+            eprintln!("error: {error}");
+            ExitCode::from(EXIT_FAILED)
+        }
+        Ok(Err(error)) => {
+            eprintln!("error: the server task failed: {error}");
+            ExitCode::from(EXIT_FAILED)
+        }
+        Err(_) => {
+            tracing::warn!(drain_timeout = ?config.gateway.drain_timeout, "drain timed out; closing remaining connections");
+            server.abort();
+            ExitCode::SUCCESS
+        }
+    }
 }

@@ -214,6 +214,21 @@ impl<T> Journal<T> {
         self.shared.head.send_replace(last);
     }
 
+    /// A start point that replays the last `n` retained records matching
+    /// `pred` (all retained ones if there are fewer).
+    pub fn start_for_last(&self, n: usize, pred: impl Fn(&T) -> bool) -> Start {
+        if n == 0 {
+            return Start::Live;
+        }
+        let ring = self.shared.lock();
+        ring.entries
+            .iter()
+            .rev()
+            .filter(|record| pred(&record.body))
+            .nth(n - 1)
+            .map_or(Start::Oldest, |record| Start::After(record.sequence - 1))
+    }
+
     pub fn subscribe(&self, start: Start) -> Subscription<T> {
         // Mark the current head as seen before reading the ring so that a
         // publish racing with this call is either read now or wakes us.

@@ -111,3 +111,102 @@ pub async fn wait_gone(pid: u32) -> bool {
     }
     false
 }
+
+/// A gateway served in-process on a private temporary socket.
+pub struct TestGateway {
+    pub path: std::path::PathBuf,
+    pub supervisor: Supervisor,
+    pub stop: tokio_util::sync::CancellationToken,
+    pub server:
+        tokio::task::JoinHandle<Result<(), supervisor_gateway::transport::grpc::ServeError>>,
+    _guard: supervisor_gateway::transport::socket::SocketGuard,
+    _dir: tempfile::TempDir,
+}
+
+pub async fn gateway(specs: Vec<ChildSpec>) -> TestGateway {
+    gateway_with(
+        specs,
+        supervisor_gateway::transport::grpc::Limits::default(),
+    )
+    .await
+}
+
+pub async fn gateway_with(
+    specs: Vec<ChildSpec>,
+    limits: supervisor_gateway::transport::grpc::Limits,
+) -> TestGateway {
+    use supervisor_gateway::transport::socket::{BindMode, BindOptions, BoundSocket, SocketMode};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("sgw.sock");
+    let bound = BoundSocket::bind(&BindOptions {
+        path: path.clone(),
+        mode: SocketMode::default(),
+        bind: BindMode::CreateNew,
+    })
+    .expect("bind test socket");
+    let (listener, guard) = bound.into_tokio().expect("listener");
+    let config = EngineConfig {
+        target_id: "test".into(),
+        ..EngineConfig::default()
+    };
+    let supervisor = start_with(config, specs);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let server = tokio::spawn(supervisor_gateway::transport::grpc::serve(
+        Arc::new(supervisor.clone()),
+        listener,
+        limits,
+        stop.clone(),
+    ));
+    TestGateway {
+        path,
+        supervisor,
+        stop,
+        server,
+        _guard: guard,
+        _dir: dir,
+    }
+}
+
+impl TestGateway {
+    /// Publishes synthetic events straight into the journal (for eviction
+    /// and throughput tests that need many records fast).
+    pub fn supervisor_events_publish(&self, n: u32) {
+        use supervisor_gateway::control::ControlPlane;
+        let _ = n;
+        self.supervisor
+            .events()
+            .publish(Event::tree(EventKind::BackoffReset));
+    }
+
+    pub async fn client(&self) -> supervisor_gateway::client::Client {
+        supervisor_gateway::client::connect(&self.path)
+            .await
+            .expect("connect to the test gateway")
+    }
+
+    /// Stops children and the server; fails the test if draining hangs.
+    pub async fn shutdown(self) {
+        self.stop.cancel();
+        if !self.supervisor.is_shutting_down() {
+            let _ = self.supervisor.shutdown("test", "teardown").await;
+        }
+        tokio::time::timeout(PATIENCE, self.server)
+            .await
+            .expect("server drained")
+            .expect("server task")
+            .expect("server result");
+    }
+}
+
+/// The directory holding the third-party test clients (`scripts/install-test-tools`).
+pub fn tool(name: &str) -> std::path::PathBuf {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(".tools/bin")
+        .join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/install-test-tools (scripts/test does)",
+        path.display()
+    );
+    path
+}

@@ -1,0 +1,225 @@
+//! `ControlService`: validate, call the control port, map the result.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use super::{Shared, conv, peer};
+use crate::control::{Command, CommandRequest, ControlError, ControlPlane};
+use crate::pb;
+use crate::pb::control_service_server::ControlService;
+use crate::transport::peer::PeerIdentity;
+
+/// The `ControlService` implementation over any control plane.
+#[derive(Debug)]
+pub struct ControlApi<C> {
+    shared: Arc<Shared<C>>,
+}
+
+impl<C> ControlApi<C> {
+    pub(super) fn new(shared: Arc<Shared<C>>) -> Self {
+        Self { shared }
+    }
+}
+
+impl<C: ControlPlane> ControlApi<C> {
+    fn status(&self, error: &ControlError) -> Status {
+        self.shared.status(error)
+    }
+
+    /// Runs a command on behalf of `peer`. An empty `requested_by` is
+    /// filled from the kernel's word on who the caller is.
+    async fn command(
+        &self,
+        peer: &PeerIdentity,
+        command: Result<Command, ControlError>,
+        meta: Option<pb::CommandMeta>,
+    ) -> Result<pb::CommandResult, Status> {
+        let mut meta = conv::meta(meta);
+        if meta.requested_by.trim().is_empty() {
+            meta.requested_by = peer.describe();
+        }
+        let request = command
+            .and_then(|command| CommandRequest::new(command, meta))
+            .map_err(|e| self.status(&e))?;
+        let report = self
+            .shared
+            .control
+            .execute(request)
+            .await
+            .map_err(|e| self.status(&e))?;
+        Ok(conv::report(&report))
+    }
+
+    fn child_id(&self, raw: &str) -> Result<crate::model::ChildId, ControlError> {
+        conv::child_id("child_id", raw)
+    }
+}
+
+#[tonic::async_trait]
+impl<C: ControlPlane> ControlService for ControlApi<C> {
+    async fn get_info(
+        &self,
+        request: Request<pb::GetInfoRequest>,
+    ) -> Result<Response<pb::GetInfoResponse>, Status> {
+        let caller = peer(&request)?;
+        let info = self.shared.control.info();
+        let limits = &self.shared.limits;
+        Ok(Response::new(pb::GetInfoResponse {
+            protocol_version: pb::PROTOCOL_VERSION.to_owned(),
+            target_id: info.target_id,
+            display_name: info.display_name,
+            server_version: info.server_version,
+            supported_commands: info
+                .supported_commands
+                .into_iter()
+                .map(|kind| pb::SupportedCommand {
+                    command: conv::command_type(kind) as i32,
+                    name: kind.as_str().to_owned(),
+                    idempotent: kind.is_idempotent(),
+                    destructive: kind.is_destructive(),
+                })
+                .collect(),
+            limits: Some(pb::Limits {
+                max_request_bytes: limits.max_request_bytes as u64,
+                max_response_bytes: limits.max_response_bytes as u64,
+                max_connections: u32::try_from(limits.max_connections).unwrap_or(u32::MAX),
+                idle_timeout: Some(conv::duration(limits.idle_timeout)),
+            }),
+            caller: Some(pb::PeerIdentity {
+                uid: caller.uid,
+                gid: caller.gid,
+                pid: caller.pid.unwrap_or_default(),
+                user_name: caller.user_name.clone().unwrap_or_default(),
+                connection_id: caller.connection_id,
+            }),
+        }))
+    }
+
+    async fn get_state(
+        &self,
+        request: Request<pb::GetStateRequest>,
+    ) -> Result<Response<pb::GetStateResponse>, Status> {
+        peer(&request)?;
+        let snapshot = self.shared.control.state().await;
+        Ok(Response::new(conv::snapshot(&snapshot)))
+    }
+
+    async fn get_child(
+        &self,
+        request: Request<pb::GetChildRequest>,
+    ) -> Result<Response<pb::GetChildResponse>, Status> {
+        peer(&request)?;
+        let id = self
+            .child_id(&request.get_ref().child_id)
+            .map_err(|e| self.status(&e))?;
+        let record = self
+            .shared
+            .control
+            .child(&id)
+            .await
+            .map_err(|e| self.status(&e))?;
+        Ok(Response::new(pb::GetChildResponse {
+            child: Some(conv::record(&record)),
+        }))
+    }
+
+    async fn restart_child(
+        &self,
+        request: Request<pb::RestartChildRequest>,
+    ) -> Result<Response<pb::RestartChildResponse>, Status> {
+        let caller = peer(&request)?;
+        let body = request.into_inner();
+        let command = self.child_id(&body.child_id).map(Command::Restart);
+        let result = self.command(&caller, command, body.meta).await?;
+        Ok(Response::new(pb::RestartChildResponse {
+            result: Some(result),
+        }))
+    }
+
+    async fn pause_child(
+        &self,
+        request: Request<pb::PauseChildRequest>,
+    ) -> Result<Response<pb::PauseChildResponse>, Status> {
+        let caller = peer(&request)?;
+        let body = request.into_inner();
+        let command = self.child_id(&body.child_id).map(Command::Pause);
+        let result = self.command(&caller, command, body.meta).await?;
+        Ok(Response::new(pb::PauseChildResponse {
+            result: Some(result),
+        }))
+    }
+
+    async fn resume_child(
+        &self,
+        request: Request<pb::ResumeChildRequest>,
+    ) -> Result<Response<pb::ResumeChildResponse>, Status> {
+        let caller = peer(&request)?;
+        let body = request.into_inner();
+        let command = self.child_id(&body.child_id).map(Command::Resume);
+        let result = self.command(&caller, command, body.meta).await?;
+        Ok(Response::new(pb::ResumeChildResponse {
+            result: Some(result),
+        }))
+    }
+
+    async fn quarantine_child(
+        &self,
+        request: Request<pb::QuarantineChildRequest>,
+    ) -> Result<Response<pb::QuarantineChildResponse>, Status> {
+        let caller = peer(&request)?;
+        let body = request.into_inner();
+        let command = self.child_id(&body.child_id).map(Command::Quarantine);
+        let result = self.command(&caller, command, body.meta).await?;
+        Ok(Response::new(pb::QuarantineChildResponse {
+            result: Some(result),
+        }))
+    }
+
+    async fn remove_child(
+        &self,
+        request: Request<pb::RemoveChildRequest>,
+    ) -> Result<Response<pb::RemoveChildResponse>, Status> {
+        let caller = peer(&request)?;
+        let body = request.into_inner();
+        let command = self.child_id(&body.child_id).map(Command::Remove);
+        let result = self.command(&caller, command, body.meta).await?;
+        Ok(Response::new(pb::RemoveChildResponse {
+            result: Some(result),
+        }))
+    }
+
+    async fn add_child(
+        &self,
+        request: Request<pb::AddChildRequest>,
+    ) -> Result<Response<pb::AddChildResponse>, Status> {
+        let caller = peer(&request)?;
+        let body = request.into_inner();
+        let command = body
+            .spec
+            .ok_or_else(|| ControlError::InvalidArgument {
+                field: "spec".to_owned(),
+                message: "is required".to_owned(),
+            })
+            .and_then(conv::spec_from_pb)
+            .map(|spec| Command::Add(Box::new(spec)));
+        let result = self.command(&caller, command, body.meta).await?;
+        Ok(Response::new(pb::AddChildResponse {
+            result: Some(result),
+        }))
+    }
+
+    async fn shutdown_tree(
+        &self,
+        request: Request<pb::ShutdownTreeRequest>,
+    ) -> Result<Response<pb::ShutdownTreeResponse>, Status> {
+        let caller = peer(&request)?;
+        let body = request.into_inner();
+        let result = self
+            .command(&caller, Ok(Command::Shutdown), body.meta)
+            .await?;
+        Ok(Response::new(pb::ShutdownTreeResponse {
+            result: Some(result),
+        }))
+    }
+}

@@ -1,0 +1,440 @@
+//! Domain ⇄ protobuf conversions, all in one place. Domain types never
+//! derive prost; the generated types never leak into the engine.
+
+use std::time::{Duration, SystemTime};
+
+use crate::control::{CommandMeta, CommandReport, ControlError, StateSnapshot};
+use crate::journal::{Gap, GapReason, Record};
+use crate::model::{
+    Backoff, BudgetStatus, ChildId, ChildRecord, ChildSpec, ChildState, CommandKind, Criticality,
+    Event, EventKind, EventType, Exit, LogLine, LogStream, QuarantineReason, RestartBudget,
+    RestartPolicy, Severity, SpecError,
+};
+use crate::pb;
+use crate::pb::event::Detail;
+
+pub fn timestamp(time: SystemTime) -> prost_types::Timestamp {
+    prost_types::Timestamp::from(time)
+}
+
+pub fn duration(d: Duration) -> prost_types::Duration {
+    prost_types::Duration::try_from(d).unwrap_or(prost_types::Duration {
+        seconds: i64::MAX,
+        nanos: 0,
+    })
+}
+
+/// A client-supplied child id.
+pub fn child_id(field: &str, raw: &str) -> Result<ChildId, ControlError> {
+    ChildId::new(raw).map_err(|error| ControlError::InvalidArgument {
+        field: field.to_owned(),
+        message: error.to_string(),
+    })
+}
+
+pub fn child_ids(field: &str, raw: &[String]) -> Result<Vec<ChildId>, ControlError> {
+    raw.iter().map(|id| child_id(field, id)).collect()
+}
+
+pub fn meta(meta: Option<pb::CommandMeta>) -> CommandMeta {
+    let meta = meta.unwrap_or_default();
+    CommandMeta {
+        request_id: meta.request_id,
+        requested_by: meta.requested_by,
+        reason: meta.reason,
+        confirm: meta.confirm,
+    }
+}
+
+pub fn command_type(kind: CommandKind) -> pb::CommandType {
+    match kind {
+        CommandKind::RestartChild => pb::CommandType::RestartChild,
+        CommandKind::PauseChild => pb::CommandType::PauseChild,
+        CommandKind::ResumeChild => pb::CommandType::ResumeChild,
+        CommandKind::QuarantineChild => pb::CommandType::QuarantineChild,
+        CommandKind::RemoveChild => pb::CommandType::RemoveChild,
+        CommandKind::AddChild => pb::CommandType::AddChild,
+        CommandKind::ShutdownTree => pb::CommandType::ShutdownTree,
+    }
+}
+
+pub fn state(state: ChildState) -> pb::ChildState {
+    match state {
+        ChildState::Starting => pb::ChildState::Starting,
+        ChildState::Running => pb::ChildState::Running,
+        ChildState::Backoff => pb::ChildState::Backoff,
+        ChildState::Stopping => pb::ChildState::Stopping,
+        ChildState::Stopped => pb::ChildState::Stopped,
+        ChildState::Paused => pb::ChildState::Paused,
+        ChildState::Quarantined => pb::ChildState::Quarantined,
+    }
+}
+
+fn criticality(c: Criticality) -> pb::Criticality {
+    match c {
+        Criticality::Critical => pb::Criticality::Critical,
+        Criticality::Standard => pb::Criticality::Standard,
+        Criticality::BestEffort => pb::Criticality::BestEffort,
+    }
+}
+
+fn restart_policy(p: RestartPolicy) -> pb::RestartPolicy {
+    match p {
+        RestartPolicy::Always => pb::RestartPolicy::Always,
+        RestartPolicy::OnFailure => pb::RestartPolicy::OnFailure,
+        RestartPolicy::Never => pb::RestartPolicy::Never,
+    }
+}
+
+pub fn exit(exit: Exit) -> pb::ExitStatus {
+    pb::ExitStatus {
+        kind: Some(match exit {
+            Exit::Code(code) => pb::exit_status::Kind::Code(code),
+            Exit::Signal(signal) => pb::exit_status::Kind::Signal(signal),
+        }),
+        description: exit.to_string(),
+    }
+}
+
+fn budget(b: &BudgetStatus) -> pb::BudgetStatus {
+    pb::BudgetStatus {
+        max: b.max,
+        window: Some(duration(b.window)),
+        used: b.used,
+        remaining: b.remaining(),
+        exhausted: b.exhausted(),
+    }
+}
+
+pub fn spec(spec: &ChildSpec) -> pb::ChildSpec {
+    pb::ChildSpec {
+        id: spec.id.to_string(),
+        command: spec.command.clone(),
+        restart: restart_policy(spec.restart) as i32,
+        backoff: Some(pb::Backoff {
+            initial: Some(duration(spec.backoff.initial)),
+            max: Some(duration(spec.backoff.max)),
+            multiplier: spec.backoff.multiplier,
+            jitter: Some(spec.backoff.jitter),
+            reset_after: Some(duration(spec.backoff.reset_after)),
+        }),
+        restart_budget: Some(pb::RestartBudget {
+            max: spec.restart_budget.max,
+            window: Some(duration(spec.restart_budget.window)),
+        }),
+        stop_signal: spec.stop_signal.to_string(),
+        stop_timeout: Some(duration(spec.stop_timeout)),
+        env: spec.env.clone().into_iter().collect(),
+        cwd: spec
+            .cwd
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
+        depends_on: spec.depends_on.iter().map(ToString::to_string).collect(),
+        criticality: criticality(spec.criticality) as i32,
+        tags: spec.tags.clone(),
+        autostart: Some(spec.autostart),
+        ready_after: Some(duration(spec.ready_after)),
+        success_codes: spec.success_codes.clone(),
+    }
+}
+
+pub fn record(record: &ChildRecord) -> pb::ChildRecord {
+    pb::ChildRecord {
+        child_id: record.id.to_string(),
+        state: state(record.state) as i32,
+        pid: record.pid,
+        generation: record.generation,
+        restart_count: record.restart_count,
+        last_exit: record.last_exit.map(exit),
+        backoff_until: record.backoff_until.map(timestamp),
+        budget: Some(budget(&record.budget)),
+        criticality: criticality(record.spec.criticality) as i32,
+        tags: record.spec.tags.clone(),
+        since: Some(timestamp(record.since)),
+        detail: record.detail.clone(),
+        spec: Some(spec(&record.spec)),
+    }
+}
+
+pub fn snapshot(snapshot: &StateSnapshot) -> pb::GetStateResponse {
+    pb::GetStateResponse {
+        children: snapshot.children.iter().map(record).collect(),
+        state_generation: snapshot.state_generation,
+        last_event_sequence: snapshot.last_event_sequence,
+        last_log_sequence: snapshot.last_log_sequence,
+        dropped_event_count: snapshot.dropped_events,
+        dropped_log_count: snapshot.dropped_logs,
+        generated_at: Some(timestamp(SystemTime::now())),
+    }
+}
+
+pub fn report(report: &CommandReport) -> pb::CommandResult {
+    pb::CommandResult {
+        command_id: report.command_id.clone(),
+        command: command_type(report.command) as i32,
+        outcome: report.outcome.clone(),
+        child: report.child.as_ref().map(record),
+        completed_at: Some(timestamp(report.completed_at)),
+    }
+}
+
+pub fn gap(gap: &Gap) -> pb::Gap {
+    pb::Gap {
+        first_missing: gap.first_missing,
+        last_missing: gap.last_missing,
+        reason: match gap.reason {
+            GapReason::Evicted => pb::GapReason::Evicted,
+            GapReason::Lagged => pb::GapReason::Lagged,
+        } as i32,
+    }
+}
+
+pub fn event_type(t: EventType) -> pb::EventType {
+    use pb::EventType as P;
+    match t {
+        EventType::ChildAdded => P::ChildAdded,
+        EventType::WaitingForDependencies => P::WaitingForDependencies,
+        EventType::ChildStarting => P::ChildStarting,
+        EventType::ChildRunning => P::ChildRunning,
+        EventType::SpawnFailed => P::SpawnFailed,
+        EventType::ChildExited => P::ChildExited,
+        EventType::RestartScheduled => P::RestartScheduled,
+        EventType::ChildStopping => P::ChildStopping,
+        EventType::StopEscalated => P::StopEscalated,
+        EventType::BackoffReset => P::BackoffReset,
+        EventType::ChildQuarantined => P::ChildQuarantined,
+        EventType::ChildPaused => P::ChildPaused,
+        EventType::ChildResumed => P::ChildResumed,
+        EventType::ChildRemoved => P::ChildRemoved,
+        EventType::CommandAccepted => P::CommandAccepted,
+        EventType::CommandCompleted => P::CommandCompleted,
+        EventType::ShutdownStarted => P::ShutdownStarted,
+        EventType::ShutdownCompleted => P::ShutdownCompleted,
+    }
+}
+
+/// Event type filters from a request; UNSPECIFIED and unknown numbers are
+/// refused rather than silently matching nothing.
+pub fn event_types(raw: &[i32]) -> Result<Vec<EventType>, ControlError> {
+    raw.iter()
+        .map(|&n| {
+            EventType::ALL
+                .into_iter()
+                .find(|t| event_type(*t) as i32 == n)
+                .ok_or_else(|| ControlError::InvalidArgument {
+                    field: "event_types".to_owned(),
+                    message: format!("{n} is not a known EventType"),
+                })
+        })
+        .collect()
+}
+
+fn severity(s: Severity) -> pb::Severity {
+    match s {
+        Severity::Info => pb::Severity::Info,
+        Severity::Warning => pb::Severity::Warning,
+        Severity::Error => pb::Severity::Error,
+    }
+}
+
+fn detail(kind: &EventKind) -> Detail {
+    match kind {
+        EventKind::ChildAdded => Detail::ChildAdded(pb::ChildAdded {}),
+        EventKind::WaitingForDependencies { pending } => {
+            Detail::WaitingForDependencies(pb::WaitingForDependencies {
+                pending: pending.iter().map(ToString::to_string).collect(),
+            })
+        }
+        EventKind::ChildStarting { generation, pid } => Detail::ChildStarting(pb::ChildStarting {
+            generation: *generation,
+            pid: *pid,
+        }),
+        EventKind::ChildRunning { generation, pid } => Detail::ChildRunning(pb::ChildRunning {
+            generation: *generation,
+            pid: *pid,
+        }),
+        EventKind::SpawnFailed { generation, error } => Detail::SpawnFailed(pb::SpawnFailed {
+            generation: *generation,
+            error: error.clone(),
+        }),
+        EventKind::ChildExited {
+            generation,
+            pid,
+            exit: e,
+            uptime,
+        } => Detail::ChildExited(pb::ChildExited {
+            generation: *generation,
+            pid: *pid,
+            exit: Some(exit(*e)),
+            uptime: Some(duration(*uptime)),
+        }),
+        EventKind::RestartScheduled { attempt, delay } => {
+            Detail::RestartScheduled(pb::RestartScheduled {
+                attempt: *attempt,
+                delay: Some(duration(*delay)),
+            })
+        }
+        EventKind::ChildStopping {
+            generation,
+            signal,
+            timeout,
+        } => Detail::ChildStopping(pb::ChildStopping {
+            generation: *generation,
+            signal: signal.to_string(),
+            timeout: Some(duration(*timeout)),
+        }),
+        EventKind::StopEscalated { generation, pid } => Detail::StopEscalated(pb::StopEscalated {
+            generation: *generation,
+            pid: *pid,
+        }),
+        EventKind::BackoffReset => Detail::BackoffReset(pb::BackoffReset {}),
+        EventKind::ChildQuarantined { reason } => Detail::ChildQuarantined(pb::ChildQuarantined {
+            reason: reason.to_string(),
+            budget_exhausted: matches!(reason, QuarantineReason::BudgetExhausted { .. }),
+        }),
+        EventKind::ChildPaused => Detail::ChildPaused(pb::ChildPaused {}),
+        EventKind::ChildResumed => Detail::ChildResumed(pb::ChildResumed {}),
+        EventKind::ChildRemoved => Detail::ChildRemoved(pb::ChildRemoved {}),
+        EventKind::CommandAccepted {
+            command_id,
+            command,
+            request_id,
+            requested_by,
+            reason,
+        } => Detail::CommandAccepted(pb::CommandAccepted {
+            command_id: command_id.clone(),
+            command: command_type(*command) as i32,
+            request_id: request_id.clone(),
+            requested_by: requested_by.clone(),
+            reason: reason.clone(),
+        }),
+        EventKind::CommandCompleted {
+            command_id,
+            command,
+            outcome,
+            error_code,
+        } => Detail::CommandCompleted(pb::CommandCompleted {
+            command_id: command_id.clone(),
+            command: command_type(*command) as i32,
+            outcome: outcome.clone(),
+            error_code: error_code.unwrap_or_default().to_owned(),
+        }),
+        EventKind::ShutdownStarted => Detail::ShutdownStarted(pb::ShutdownStarted {}),
+        EventKind::ShutdownCompleted => Detail::ShutdownCompleted(pb::ShutdownCompleted {}),
+    }
+}
+
+pub fn event(record: &Record<Event>) -> pb::Event {
+    pb::Event {
+        sequence: record.sequence,
+        time: Some(timestamp(record.time)),
+        child_id: record
+            .body
+            .child_id
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
+        event_type: event_type(record.body.kind.event_type()) as i32,
+        severity: severity(record.body.kind.severity()) as i32,
+        detail: Some(detail(&record.body.kind)),
+    }
+}
+
+pub fn log_line(record: &Record<LogLine>) -> pb::LogLine {
+    pb::LogLine {
+        sequence: record.sequence,
+        time: Some(timestamp(record.time)),
+        child_id: record.body.child_id.to_string(),
+        stream: match record.body.stream {
+            LogStream::Stdout => pb::LogStream::Stdout,
+            LogStream::Stderr => pb::LogStream::Stderr,
+        } as i32,
+        text: record.body.text.clone(),
+        truncated: record.body.truncated,
+        generation: record.body.generation,
+    }
+}
+
+fn spec_error(field: &str, message: impl Into<String>) -> ControlError {
+    ControlError::InvalidSpec(SpecError::new(field, message))
+}
+
+fn from_duration(
+    field: &str,
+    d: Option<prost_types::Duration>,
+    default: Duration,
+) -> Result<Duration, ControlError> {
+    match d {
+        None => Ok(default),
+        Some(d) => {
+            Duration::try_from(d).map_err(|_| spec_error(field, "must be a non-negative duration"))
+        }
+    }
+}
+
+/// A `ChildSpec` from `AddChild`: unset fields take the same defaults as
+/// the config file. Field-level rules are checked here; cross-field rules
+/// by `ChildSpec::validate` when the request is built.
+pub fn spec_from_pb(raw: pb::ChildSpec) -> Result<ChildSpec, ControlError> {
+    let id = ChildId::new(&raw.id).map_err(|e| spec_error("id", e.to_string()))?;
+    let mut spec = ChildSpec::new(id, raw.command);
+    spec.restart = match pb::RestartPolicy::try_from(raw.restart) {
+        Ok(pb::RestartPolicy::Unspecified) => RestartPolicy::default(),
+        Ok(pb::RestartPolicy::Always) => RestartPolicy::Always,
+        Ok(pb::RestartPolicy::OnFailure) => RestartPolicy::OnFailure,
+        Ok(pb::RestartPolicy::Never) => RestartPolicy::Never,
+        Err(_) => return Err(spec_error("restart", "unknown RestartPolicy")),
+    };
+    if let Some(b) = raw.backoff {
+        let defaults = Backoff::default();
+        spec.backoff = Backoff {
+            initial: from_duration("backoff.initial", b.initial, defaults.initial)?,
+            max: from_duration("backoff.max", b.max, defaults.max)?,
+            multiplier: if b.multiplier == 0.0 {
+                defaults.multiplier
+            } else {
+                b.multiplier
+            },
+            jitter: b.jitter.unwrap_or(defaults.jitter),
+            reset_after: from_duration("backoff.reset_after", b.reset_after, defaults.reset_after)?,
+        };
+    }
+    if let Some(b) = raw.restart_budget {
+        let defaults = RestartBudget::default();
+        spec.restart_budget = RestartBudget {
+            max: if b.max == 0 { defaults.max } else { b.max },
+            window: from_duration("restart_budget.window", b.window, defaults.window)?,
+        };
+    }
+    if !raw.stop_signal.is_empty() {
+        spec.stop_signal = raw
+            .stop_signal
+            .parse()
+            .map_err(|message: String| spec_error("stop_signal", message))?;
+    }
+    spec.stop_timeout = from_duration("stop_timeout", raw.stop_timeout, spec.stop_timeout)?;
+    spec.env = raw.env.into_iter().collect();
+    if !raw.cwd.is_empty() {
+        spec.cwd = Some(raw.cwd.into());
+    }
+    spec.depends_on = raw
+        .depends_on
+        .iter()
+        .map(|d| ChildId::new(d).map_err(|e| spec_error("depends_on", e.to_string())))
+        .collect::<Result<_, _>>()?;
+    spec.criticality = match pb::Criticality::try_from(raw.criticality) {
+        Ok(pb::Criticality::Unspecified) => Criticality::default(),
+        Ok(pb::Criticality::Critical) => Criticality::Critical,
+        Ok(pb::Criticality::Standard) => Criticality::Standard,
+        Ok(pb::Criticality::BestEffort) => Criticality::BestEffort,
+        Err(_) => return Err(spec_error("criticality", "unknown Criticality")),
+    };
+    spec.tags = raw.tags;
+    spec.autostart = raw.autostart.unwrap_or(true);
+    spec.ready_after = from_duration("ready_after", raw.ready_after, Duration::ZERO)?;
+    if !raw.success_codes.is_empty() {
+        spec.success_codes = raw.success_codes;
+    }
+    Ok(spec)
+}

@@ -1,0 +1,149 @@
+//! Tower layers in front of every gRPC service, one job each.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use http::{HeaderValue, Request, Response};
+use tonic::Code;
+use tower::{Layer, Service};
+
+use super::status::with_details;
+use crate::transport::peer::ConnectionInfo;
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// One tracing span per RPC with method, peer uid/pid, status code (when
+/// known at the response head) and latency to the response head.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TraceLayer;
+
+impl<S> Layer<S> for TraceLayer {
+    type Service = Trace<S>;
+    fn layer(&self, inner: S) -> Trace<S> {
+        Trace { inner }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Trace<S> {
+    inner: S,
+}
+
+impl<S, B, R> Service<Request<B>> for Trace<S>
+where
+    S: Service<Request<B>, Response = Response<R>> + Send,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<S::Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let peer = request
+            .extensions()
+            .get::<ConnectionInfo>()
+            .and_then(|i| i.peer.clone());
+        let span = tracing::info_span!(
+            "rpc",
+            method = %request.uri().path(),
+            uid = peer.as_ref().map(|p| p.uid),
+            pid = peer.as_ref().and_then(|p| p.pid),
+            conn = peer.as_ref().map(|p| p.connection_id),
+        );
+        let started = Instant::now();
+        let future = self.inner.call(request);
+        Box::pin(async move {
+            let result = future.await;
+            if let Ok(response) = &result {
+                let code = grpc_status(response).unwrap_or(Code::Ok);
+                let _entered = span.enter();
+                tracing::debug!(code = ?code, latency_us = started.elapsed().as_micros() as u64, "rpc answered");
+            }
+            result
+        })
+    }
+}
+
+fn grpc_status<R>(response: &Response<R>) -> Option<Code> {
+    let value = response.headers().get("grpc-status")?.to_str().ok()?;
+    value.parse::<i32>().ok().map(Code::from_i32)
+}
+
+/// tonic's codec reports an oversize request as OUT_OF_RANGE; the contract
+/// (like grpc-go and gRPC core) says RESOURCE_EXHAUSTED with an ErrorInfo.
+/// Our handlers never return OUT_OF_RANGE, so every such trailers-only
+/// response is the codec's limit, rewritten here once for all services.
+#[derive(Debug, Clone)]
+pub struct SizeLimitStatusLayer {
+    domain: String,
+}
+
+impl SizeLimitStatusLayer {
+    pub fn new(domain: &str) -> Self {
+        Self {
+            domain: domain.to_owned(),
+        }
+    }
+}
+
+impl<S> Layer<S> for SizeLimitStatusLayer {
+    type Service = SizeLimitStatus<S>;
+    fn layer(&self, inner: S) -> SizeLimitStatus<S> {
+        SizeLimitStatus {
+            inner,
+            domain: self.domain.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SizeLimitStatus<S> {
+    inner: S,
+    domain: String,
+}
+
+impl<S, B, R> Service<Request<B>> for SizeLimitStatus<S>
+where
+    S: Service<Request<B>, Response = Response<R>> + Send,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<S::Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let future = self.inner.call(request);
+        let domain = self.domain.clone();
+        Box::pin(async move {
+            let mut response = future.await?;
+            if grpc_status(&response) == Some(Code::OutOfRange) {
+                let original = tonic::Status::from_header_map(response.headers());
+                let message = original.map(|s| s.message().to_owned()).unwrap_or_default();
+                let status = with_details(
+                    Code::ResourceExhausted,
+                    format!("request too large: {message}"),
+                    "message_too_large",
+                    &domain,
+                    None,
+                );
+                let headers = response.headers_mut();
+                headers.remove("grpc-message");
+                headers.remove("grpc-status-details-bin");
+                if status.add_header(headers).is_err() {
+                    headers.insert("grpc-status", HeaderValue::from_static("8"));
+                }
+            }
+            Ok(response)
+        })
+    }
+}

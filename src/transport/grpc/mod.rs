@@ -1,0 +1,183 @@
+//! The gRPC gateway: `ControlService` and `JournalService` over any
+//! [`ControlPlane`], plus health and reflection (v1 and v1alpha), served on
+//! a Unix socket with per-connection peer identity.
+
+mod control;
+mod conv;
+mod journal;
+mod layers;
+pub mod status;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::UnixListener;
+use tokio_util::sync::CancellationToken;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Server;
+use tonic::{Request, Status};
+
+pub use control::ControlApi;
+pub use journal::{EventStream, JournalApi, LogStream};
+
+use crate::control::{ControlError, ControlPlane};
+use crate::pb;
+use crate::pb::control_service_server::ControlServiceServer;
+use crate::pb::journal_service_server::JournalServiceServer;
+use crate::transport::listener::{AcceptLimits, incoming};
+use crate::transport::peer::{ConnectionInfo, PeerIdentity};
+
+/// The limits the gateway enforces (and reports in `GetInfo`).
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_request_bytes: usize,
+    pub max_response_bytes: usize,
+    pub max_connections: usize,
+    pub idle_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_request_bytes: 64 * 1024,
+            max_response_bytes: 4 * 1024 * 1024,
+            max_connections: 256,
+            idle_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+/// What the service implementations share.
+#[derive(Debug)]
+pub(crate) struct Shared<C> {
+    control: Arc<C>,
+    limits: Limits,
+    target_id: String,
+}
+
+impl<C> Shared<C> {
+    fn status(&self, error: &ControlError) -> Status {
+        status::to_status(error, &self.target_id)
+    }
+}
+
+/// The caller, as the interceptor put it into the request.
+fn peer<T>(request: &Request<T>) -> Result<Arc<PeerIdentity>, Status> {
+    request
+        .extensions()
+        .get::<Arc<PeerIdentity>>()
+        .cloned()
+        .ok_or_else(|| Status::unauthenticated("no peer credentials for this connection"))
+}
+
+/// Moves the connection's identity into the request, or refuses a request
+/// whose connection had no credentials.
+fn identify(mut request: Request<()>) -> Result<Request<()>, Status> {
+    let peer = request
+        .extensions()
+        .get::<ConnectionInfo>()
+        .and_then(|info| info.peer.clone())
+        .ok_or_else(|| {
+            status::with_details(
+                tonic::Code::Unauthenticated,
+                "the kernel reported no peer credentials for this connection".to_owned(),
+                "unauthenticated",
+                "",
+                None,
+            )
+        })?;
+    request.extensions_mut().insert(peer);
+    Ok(request)
+}
+
+/// HTTP/2 settings: keepalive finds peers that vanished (half-open
+/// connections); the stream limit bounds one connection's share.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+const MAX_STREAMS_PER_CONNECTION: u32 = 128;
+
+/// Serves the gateway on `listener` until `shutdown` is cancelled, then
+/// drains: health turns NOT_SERVING, no new connections are accepted, and
+/// the future completes once in-flight calls and streams have finished.
+pub async fn serve<C: ControlPlane>(
+    control: Arc<C>,
+    listener: UnixListener,
+    limits: Limits,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
+    let target_id = control.info().target_id;
+    let shared = Arc::new(Shared {
+        control,
+        limits: limits.clone(),
+        target_id: target_id.clone(),
+    });
+    let control_service = ControlServiceServer::new(ControlApi::new(Arc::clone(&shared)))
+        .max_decoding_message_size(limits.max_request_bytes)
+        .max_encoding_message_size(limits.max_response_bytes);
+    let journal_service = JournalServiceServer::new(JournalApi::new(Arc::clone(&shared)))
+        .max_decoding_message_size(limits.max_request_bytes)
+        .max_encoding_message_size(limits.max_response_bytes);
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<ControlServiceServer<ControlApi<C>>>()
+        .await;
+    health
+        .set_serving::<JournalServiceServer<JournalApi<C>>>()
+        .await;
+    let health_watch = {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            for service in [
+                "",
+                "supervisor.gateway.v1.ControlService",
+                "supervisor.gateway.v1.JournalService",
+            ] {
+                health
+                    .set_service_status(service, tonic_health::ServingStatus::NotServing)
+                    .await;
+            }
+        })
+    };
+
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection().build_v1()?;
+    let reflection_v1alpha = reflection().build_v1alpha()?;
+
+    let connections = incoming(
+        listener,
+        AcceptLimits {
+            max_connections: limits.max_connections,
+        },
+        shutdown.clone(),
+    );
+    let result = Server::builder()
+        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+        .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
+        .layer(layers::TraceLayer)
+        .layer(layers::SizeLimitStatusLayer::new(&target_id))
+        .add_service(InterceptedService::new(control_service, identify))
+        .add_service(InterceptedService::new(journal_service, identify))
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .serve_with_incoming_shutdown(connections, shutdown.cancelled_owned())
+        .await;
+    health_watch.abort();
+    Ok(result?)
+}
+
+/// Why serving stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("reflection rejected the embedded descriptor set: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    #[error("the gRPC server failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}

@@ -1,0 +1,85 @@
+//! `ControlError` → `tonic::Status`, in one flat match. Every status carries
+//! a `google.rpc.ErrorInfo` whose reason is the snake_case code the legacy
+//! protocol uses, and `RetryInfo` where retrying helps.
+
+use std::time::Duration;
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use crate::control::ControlError;
+
+/// The `ErrorInfo.domain` of every error: the gateway's target id.
+pub fn to_status(error: &ControlError, target_id: &str) -> Status {
+    let code = match error {
+        ControlError::NotFound { .. } => Code::NotFound,
+        ControlError::AlreadyExists { .. } => Code::AlreadyExists,
+        ControlError::InvalidSpec(_) | ControlError::InvalidArgument { .. } => {
+            Code::InvalidArgument
+        }
+        ControlError::ConfirmationRequired { .. }
+        | ControlError::ForbiddenInState { .. }
+        | ControlError::HasDependents { .. }
+        | ControlError::SpawnFailed { .. } => Code::FailedPrecondition,
+        ControlError::ShuttingDown => Code::Unavailable,
+    };
+    let retry = error.is_retryable().then_some(Duration::from_secs(1));
+    with_details(code, error.to_string(), error.code(), target_id, retry)
+}
+
+/// A status with `ErrorInfo` (and `RetryInfo` when `retry_after` is set).
+pub fn with_details(
+    code: Code,
+    message: String,
+    reason: &str,
+    domain: &str,
+    retry_after: Option<Duration>,
+) -> Status {
+    let mut details =
+        ErrorDetails::with_error_info(reason, domain, std::collections::HashMap::new());
+    if let Some(delay) = retry_after {
+        details.set_retry_info(Some(delay));
+    }
+    Status::with_error_details(code, message, details)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ChildId, CommandKind};
+
+    #[test]
+    fn every_error_carries_its_code_as_error_info() {
+        let cases = [
+            (
+                ControlError::NotFound {
+                    id: "x".into(),
+                    known: vec![],
+                },
+                Code::NotFound,
+            ),
+            (
+                ControlError::ConfirmationRequired {
+                    command: CommandKind::RemoveChild,
+                },
+                Code::FailedPrecondition,
+            ),
+            (
+                ControlError::AlreadyExists {
+                    id: ChildId::new("a").expect("id"),
+                },
+                Code::AlreadyExists,
+            ),
+            (ControlError::ShuttingDown, Code::Unavailable),
+        ];
+        for (error, code) in cases {
+            let status = to_status(&error, "demo");
+            assert_eq!(status.code(), code);
+            let details = status.get_error_details();
+            let info = details.error_info().expect("error info");
+            assert_eq!(info.reason, error.code());
+            assert_eq!(info.domain, "demo");
+            assert_eq!(details.retry_info().is_some(), error.is_retryable());
+        }
+    }
+}
