@@ -1,0 +1,158 @@
+//! Black-box tests of the `sgw serve` binary: readiness line, a second
+//! server refused on a live socket, and the ordered shutdown on SIGTERM
+//! and on ShutdownTree.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use supervisor_gateway::pb;
+use support::*;
+
+const CONFIG: &str = r#"
+[gateway]
+target_id = "served"
+drain_timeout = "5s"
+
+[[child]]
+id = "steady"
+command = ["/bin/sh", "-c", "sleep 1000 & echo $!; sleep 1000"]
+
+[[child]]
+id = "trapper"
+command = ["/bin/sh", "-c", "trap '' TERM; exec sleep 1000"]
+stop_timeout = "300ms"
+"#;
+
+struct Served {
+    child: Child,
+    socket: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+/// Starts `sgw serve` and waits for its readiness line on stdout.
+fn serve() -> Served {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("sgw.toml");
+    std::fs::write(&config, CONFIG).expect("write config");
+    let socket = dir.path().join("run/sgw.sock");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sgw"))
+        .arg("serve")
+        .arg("--config")
+        .arg(&config)
+        .arg("--socket")
+        .arg(&socket)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn sgw serve");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let ready = lines.next().expect("a readiness line").expect("utf-8");
+    assert!(ready.starts_with("sgw: serving target \"served\" on "), "{ready}");
+    assert!(ready.ends_with(&socket.display().to_string()), "{ready}");
+    let hint = lines.next().expect("grpcurl hint").expect("utf-8");
+    assert_eq!(hint, format!("try: grpcurl -plaintext -unix {} list", socket.display()));
+    Served { child, socket, _dir: dir }
+}
+
+/// Waits for the server process to exit, failing the test after PATIENCE.
+async fn wait_exit(mut child: Child) -> std::process::ExitStatus {
+    tokio::time::timeout(PATIENCE, tokio::task::spawn_blocking(move || child.wait()))
+        .await
+        .expect("sgw serve exits in time")
+        .expect("join")
+        .expect("wait")
+}
+
+async fn pids(socket: &Path) -> Vec<u32> {
+    let mut client = supervisor_gateway::client::connect(socket).await.expect("connect");
+    let state = client.control.get_state(pb::GetStateRequest {}).await.expect("state").into_inner();
+    state.children.iter().filter_map(|c| c.pid).collect()
+}
+
+/// SIGTERM: exit 0, socket removed, children and grandchildren gone, and an
+/// open event stream ends with a status after the shutdown events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_and_cleans_up() {
+    let served = serve();
+    let socket = served.socket.clone();
+    let mode = std::fs::metadata(&socket).map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777);
+    assert_eq!(mode.expect("socket exists"), 0o600);
+    let mut client = supervisor_gateway::client::connect(&socket).await.expect("connect");
+    let info = client.control.get_info(pb::GetInfoRequest {}).await.expect("info").into_inner();
+    assert_eq!(info.target_id, "served");
+    let mut stream = client
+        .journal
+        .subscribe_events(pb::SubscribeEventsRequest { include_backlog: true, ..Default::default() })
+        .await
+        .expect("subscribe")
+        .into_inner();
+    // Both children are up before we stop the server.
+    let mut running = 0;
+    while running < 2 {
+        let message = tokio::time::timeout(PATIENCE, stream.message()).await.expect("events").expect("ok").expect("open");
+        if let Some(pb::subscribe_events_response::Item::Event(e)) = message.item
+            && e.event_type == pb::EventType::ChildRunning as i32
+        {
+            running += 1;
+        }
+    }
+    let children = pids(&socket).await;
+    assert_eq!(children.len(), 2);
+    kill(Pid::from_raw(served.child.id() as i32), Signal::SIGTERM).expect("signal");
+    let mut saw_shutdown = false;
+    let end = loop {
+        match tokio::time::timeout(PATIENCE, stream.message()).await.expect("stream ends in time") {
+            Ok(Some(message)) => {
+                if let Some(pb::subscribe_events_response::Item::Event(e)) = message.item {
+                    saw_shutdown |= e.event_type == pb::EventType::ShutdownCompleted as i32;
+                }
+            }
+            Ok(None) => break None,
+            Err(status) => break Some(status),
+        }
+    };
+    assert!(saw_shutdown, "the stream was flushed through ShutdownCompleted");
+    assert_eq!(end.map(|s| s.code()), Some(tonic::Code::Unavailable), "ended with a final status");
+    let status = wait_exit(served.child).await;
+    assert!(status.success(), "exit status {status:?}");
+    assert!(!socket.exists(), "socket left behind");
+    for pid in children {
+        assert!(process_gone(pid), "child {pid} survived");
+    }
+}
+
+/// A second server on a live socket refuses to start (exit 1) and leaves
+/// the first one serving; ShutdownTree makes the first exit 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_socket_is_refused_and_shutdown_tree_exits() {
+    let served = serve();
+    let second = Command::new(env!("CARGO_BIN_EXE_sgw"))
+        .args(["serve", "--socket"])
+        .arg(&served.socket)
+        .output()
+        .expect("second serve");
+    assert_eq!(second.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(stderr.contains("already serving") || stderr.contains("live"), "{stderr}");
+    let mut client = supervisor_gateway::client::connect(&served.socket).await.expect("first still serves");
+    let result = client
+        .control
+        .shutdown_tree(pb::ShutdownTreeRequest {
+            meta: Some(pb::CommandMeta { confirm: true, reason: "test".into(), ..Default::default() }),
+        })
+        .await
+        .expect("ShutdownTree")
+        .into_inner();
+    assert!(result.result.expect("result").outcome.starts_with("stopped 2"));
+    let socket = served.socket.clone();
+    let status = wait_exit(served.child).await;
+    assert!(status.success(), "{status:?}");
+    assert!(!socket.exists());
+}
