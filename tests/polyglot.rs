@@ -50,15 +50,31 @@ async fn grpcurl_lists_describes_and_calls_without_protos() {
     let (list, describe, info, events, logs) = tokio::task::spawn_blocking(move || {
         (
             grpcurl(&path, &["list"]),
-            grpcurl(&path, &["describe", "supervisor.gateway.v1.ControlService.RestartChild"]),
+            grpcurl(
+                &path,
+                &[
+                    "describe",
+                    "supervisor.gateway.v1.ControlService.RestartChild",
+                ],
+            ),
             grpcurl(&path, &["supervisor.gateway.v1.ControlService/GetInfo"]),
             grpcurl(
                 &path,
-                &["-max-time", "2", "-d", r#"{"include_backlog": true}"#, "supervisor.gateway.v1.JournalService/SubscribeEvents"],
+                &[
+                    "-max-time",
+                    "2",
+                    "-d",
+                    r#"{"include_backlog": true}"#,
+                    "supervisor.gateway.v1.JournalService/SubscribeEvents",
+                ],
             ),
             grpcurl(
                 &path,
-                &["-d", r#"{"lines": 10, "child_ids": ["svc"]}"#, "supervisor.gateway.v1.JournalService/TailLogs"],
+                &[
+                    "-d",
+                    r#"{"lines": 10, "child_ids": ["svc"]}"#,
+                    "supervisor.gateway.v1.JournalService/TailLogs",
+                ],
             ),
         )
     })
@@ -71,17 +87,26 @@ async fn grpcurl_lists_describes_and_calls_without_protos() {
         "supervisor.gateway.v1.JournalService",
         "grpc.health.v1.Health",
     ] {
-        assert!(listed.contains(service), "{service} missing from:\n{listed}");
+        assert!(
+            listed.contains(service),
+            "{service} missing from:\n{listed}"
+        );
     }
     assert!(describe.status.success(), "{}", text(&describe.stderr));
-    assert!(text(&describe.stdout).contains("Stop then start the child"), "comments are served");
+    assert!(
+        text(&describe.stdout).contains("Stop then start the child"),
+        "comments are served"
+    );
     assert!(info.status.success(), "{}", text(&info.stderr));
     let info: serde_json::Value = serde_json::from_slice(&info.stdout).expect("GetInfo JSON");
     assert_eq!(info["targetId"], "test");
     assert!(info["caller"]["pid"].as_u64().is_some_and(|pid| pid > 0));
     // The stream is bounded by -max-time; what it printed before is what counts.
     let events = text(&events.stdout);
-    assert!(events.contains(r#""sequence": "1""#), "no backlog in:\n{events}");
+    assert!(
+        events.contains(r#""sequence": "1""#),
+        "no backlog in:\n{events}"
+    );
     assert!(events.contains("EVENT_TYPE_CHILD_ADDED"), "{events}");
     assert!(logs.status.success(), "{}", text(&logs.stderr));
     gw.shutdown().await;
@@ -116,16 +141,27 @@ fn python(socket: &Path, method: &str) -> Output {
 async fn python_grpcio_plain_channel_works() {
     let gw = gateway(vec![]).await;
     let path = gw.path.clone();
-    let out = tokio::task::spawn_blocking(move || python(&path, "/supervisor.gateway.v1.ControlService/GetInfo"))
-        .await
-        .expect("python runs");
+    let out = tokio::task::spawn_blocking(move || {
+        python(&path, "/supervisor.gateway.v1.ControlService/GetInfo")
+    })
+    .await
+    .expect("python runs");
     let stdout = text(&out.stdout);
-    assert!(out.status.success(), "python failed: {stdout} {}", text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "python failed: {stdout} {}",
+        text(&out.stderr)
+    );
     let mut words = stdout.split_whitespace().skip(1);
     let pid: u32 = words.next().and_then(|p| p.parse().ok()).expect("pid");
     let bytes: Vec<u8> = words
         .next()
-        .map(|hex| (0..hex.len()).step_by(2).filter_map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok()).collect())
+        .map(|hex| {
+            (0..hex.len())
+                .step_by(2)
+                .filter_map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok())
+                .collect()
+        })
         .expect("payload");
     let info = pb::GetInfoResponse::decode(bytes.as_slice()).expect("GetInfoResponse");
     assert_eq!(info.caller.expect("caller").pid, pid);
@@ -152,24 +188,46 @@ async fn bare_tonic_rejects_what_the_gateway_accepts() {
     );
     let bare = path.clone();
     let (py, curl) = tokio::task::spawn_blocking(move || {
-        (python(&bare, "/grpc.health.v1.Health/Check"), grpcurl(&bare, &["-d", "{}", "grpc.health.v1.Health/Check"]))
+        (
+            python(&bare, "/grpc.health.v1.Health/Check"),
+            grpcurl(&bare, &["-d", "{}", "grpc.health.v1.Health/Check"]),
+        )
     })
     .await
     .expect("clients run");
-    assert!(!py.status.success(), "grpcio unexpectedly works against bare tonic: {}", text(&py.stdout));
-    assert!(!curl.status.success(), "grpcurl unexpectedly works against bare tonic: {}", text(&curl.stdout));
+    assert!(
+        !py.status.success(),
+        "grpcio unexpectedly works against bare tonic: {}",
+        text(&py.stdout)
+    );
+    assert!(
+        !curl.status.success(),
+        "grpcurl unexpectedly works against bare tonic: {}",
+        text(&curl.stdout)
+    );
     stop.cancel();
     let _ = server.await;
 
     let gw = gateway(vec![]).await;
     let ours = gw.path.clone();
     let (py, curl) = tokio::task::spawn_blocking(move || {
-        (python(&ours, "/grpc.health.v1.Health/Check"), grpcurl(&ours, &["-d", "{}", "grpc.health.v1.Health/Check"]))
+        (
+            python(&ours, "/grpc.health.v1.Health/Check"),
+            grpcurl(&ours, &["-d", "{}", "grpc.health.v1.Health/Check"]),
+        )
     })
     .await
     .expect("clients run");
-    assert!(py.status.success(), "grpcio against the gateway: {}", text(&py.stdout));
-    assert!(curl.status.success(), "grpcurl against the gateway: {}", text(&curl.stderr));
+    assert!(
+        py.status.success(),
+        "grpcio against the gateway: {}",
+        text(&py.stdout)
+    );
+    assert!(
+        curl.status.success(),
+        "grpcurl against the gateway: {}",
+        text(&curl.stderr)
+    );
     assert!(text(&curl.stdout).contains("SERVING"));
     gw.shutdown().await;
 }

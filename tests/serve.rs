@@ -54,11 +54,21 @@ fn serve() -> Served {
     let stdout = child.stdout.take().expect("stdout");
     let mut lines = BufReader::new(stdout).lines();
     let ready = lines.next().expect("a readiness line").expect("utf-8");
-    assert!(ready.starts_with("sgw: serving target \"served\" on "), "{ready}");
+    assert!(
+        ready.starts_with("sgw: serving target \"served\" on "),
+        "{ready}"
+    );
     assert!(ready.ends_with(&socket.display().to_string()), "{ready}");
     let hint = lines.next().expect("grpcurl hint").expect("utf-8");
-    assert_eq!(hint, format!("try: grpcurl -plaintext -unix {} list", socket.display()));
-    Served { child, socket, _dir: dir }
+    assert_eq!(
+        hint,
+        format!("try: grpcurl -plaintext -unix {} list", socket.display())
+    );
+    Served {
+        child,
+        socket,
+        _dir: dir,
+    }
 }
 
 /// Waits for the server process to exit, failing the test after PATIENCE.
@@ -71,8 +81,15 @@ async fn wait_exit(mut child: Child) -> std::process::ExitStatus {
 }
 
 async fn pids(socket: &Path) -> Vec<u32> {
-    let mut client = supervisor_gateway::client::connect(socket).await.expect("connect");
-    let state = client.control.get_state(pb::GetStateRequest {}).await.expect("state").into_inner();
+    let mut client = supervisor_gateway::client::connect(socket)
+        .await
+        .expect("connect");
+    let state = client
+        .control
+        .get_state(pb::GetStateRequest {})
+        .await
+        .expect("state")
+        .into_inner();
     state.children.iter().filter_map(|c| c.pid).collect()
 }
 
@@ -82,21 +99,36 @@ async fn pids(socket: &Path) -> Vec<u32> {
 async fn sigterm_drains_and_cleans_up() {
     let served = serve();
     let socket = served.socket.clone();
-    let mode = std::fs::metadata(&socket).map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777);
+    let mode = std::fs::metadata(&socket)
+        .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777);
     assert_eq!(mode.expect("socket exists"), 0o600);
-    let mut client = supervisor_gateway::client::connect(&socket).await.expect("connect");
-    let info = client.control.get_info(pb::GetInfoRequest {}).await.expect("info").into_inner();
+    let mut client = supervisor_gateway::client::connect(&socket)
+        .await
+        .expect("connect");
+    let info = client
+        .control
+        .get_info(pb::GetInfoRequest {})
+        .await
+        .expect("info")
+        .into_inner();
     assert_eq!(info.target_id, "served");
     let mut stream = client
         .journal
-        .subscribe_events(pb::SubscribeEventsRequest { include_backlog: true, ..Default::default() })
+        .subscribe_events(pb::SubscribeEventsRequest {
+            include_backlog: true,
+            ..Default::default()
+        })
         .await
         .expect("subscribe")
         .into_inner();
     // Both children are up before we stop the server.
     let mut running = 0;
     while running < 2 {
-        let message = tokio::time::timeout(PATIENCE, stream.message()).await.expect("events").expect("ok").expect("open");
+        let message = tokio::time::timeout(PATIENCE, stream.message())
+            .await
+            .expect("events")
+            .expect("ok")
+            .expect("open");
         if let Some(pb::subscribe_events_response::Item::Event(e)) = message.item
             && e.event_type == pb::EventType::ChildRunning as i32
         {
@@ -108,7 +140,10 @@ async fn sigterm_drains_and_cleans_up() {
     kill(Pid::from_raw(served.child.id() as i32), Signal::SIGTERM).expect("signal");
     let mut saw_shutdown = false;
     let end = loop {
-        match tokio::time::timeout(PATIENCE, stream.message()).await.expect("stream ends in time") {
+        match tokio::time::timeout(PATIENCE, stream.message())
+            .await
+            .expect("stream ends in time")
+        {
             Ok(Some(message)) => {
                 if let Some(pb::subscribe_events_response::Item::Event(e)) = message.item {
                     saw_shutdown |= e.event_type == pb::EventType::ShutdownCompleted as i32;
@@ -118,8 +153,15 @@ async fn sigterm_drains_and_cleans_up() {
             Err(status) => break Some(status),
         }
     };
-    assert!(saw_shutdown, "the stream was flushed through ShutdownCompleted");
-    assert_eq!(end.map(|s| s.code()), Some(tonic::Code::Unavailable), "ended with a final status");
+    assert!(
+        saw_shutdown,
+        "the stream was flushed through ShutdownCompleted"
+    );
+    assert_eq!(
+        end.map(|s| s.code()),
+        Some(tonic::Code::Unavailable),
+        "ended with a final status"
+    );
     let status = wait_exit(served.child).await;
     assert!(status.success(), "exit status {status:?}");
     assert!(!socket.exists(), "socket left behind");
@@ -140,17 +182,32 @@ async fn live_socket_is_refused_and_shutdown_tree_exits() {
         .expect("second serve");
     assert_eq!(second.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&second.stderr);
-    assert!(stderr.contains("already serving") || stderr.contains("live"), "{stderr}");
-    let mut client = supervisor_gateway::client::connect(&served.socket).await.expect("first still serves");
+    assert!(
+        stderr.contains("already serving") || stderr.contains("live"),
+        "{stderr}"
+    );
+    let mut client = supervisor_gateway::client::connect(&served.socket)
+        .await
+        .expect("first still serves");
     let result = client
         .control
         .shutdown_tree(pb::ShutdownTreeRequest {
-            meta: Some(pb::CommandMeta { confirm: true, reason: "test".into(), ..Default::default() }),
+            meta: Some(pb::CommandMeta {
+                confirm: true,
+                reason: "test".into(),
+                ..Default::default()
+            }),
         })
         .await
         .expect("ShutdownTree")
         .into_inner();
-    assert!(result.result.expect("result").outcome.starts_with("stopped 2"));
+    assert!(
+        result
+            .result
+            .expect("result")
+            .outcome
+            .starts_with("stopped 2")
+    );
     let socket = served.socket.clone();
     let status = wait_exit(served.child).await;
     assert!(status.success(), "{status:?}");
