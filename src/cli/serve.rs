@@ -40,6 +40,7 @@ pub fn run(config: Option<PathBuf>, socket: Option<PathBuf>, log_format: LogForm
             return ExitCode::from(EXIT_USAGE);
         }
     };
+    raise_fd_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -51,6 +52,17 @@ pub fn run(config: Option<PathBuf>, socket: Option<PathBuf>, log_format: LogForm
         }
     };
     runtime.block_on(serve(config, socket))
+}
+
+/// A server holding one descriptor per connection should not stop at the
+/// default soft limit of 1024 when the hard limit allows more.
+fn raise_fd_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+    {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    }
 }
 
 async fn serve(config: Config, socket_flag: Option<PathBuf>) -> ExitCode {

@@ -11,7 +11,8 @@ pub struct ChildSet {
 }
 
 /// A rule broken by the child at `index` (in declaration order).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("child #{}: {error}", index + 1)]
 pub struct SetError {
     pub index: usize,
     pub error: SpecError,

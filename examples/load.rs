@@ -1,0 +1,528 @@
+//! End-to-end load against a real `sgw serve` over its Unix socket, with a
+//! bare tonic `grpc.health.v1.Health/Check` server measured in the same run
+//! so the gateway's overhead is a ratio, not a guess.
+//!
+//! ```sh
+//! cargo build --release && cargo run --release --example load            # full run
+//! cargo run --release --example load -- --quick                          # smoke run
+//! ```
+//!
+//! Prints one markdown table; BENCHMARKS.md quotes it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use supervisor_gateway::control::ControlPlane;
+use supervisor_gateway::engine::{ChildSet, EngineConfig, Supervisor};
+use supervisor_gateway::model::{ChildId, Event, EventKind};
+use supervisor_gateway::pb;
+use supervisor_gateway::transport::grpc::{self, Limits};
+use tonic::transport::Channel;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_client::HealthClient;
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+struct Settings {
+    unary_calls: usize,
+    warmup: usize,
+    duration: Duration,
+    connections: usize,
+    in_flight: usize,
+    events: u64,
+    idle: usize,
+}
+
+fn main() -> Result<(), Error> {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--bare-server") {
+        let path = args.get(i + 1).ok_or("--bare-server needs a path")?;
+        return bare_server(Path::new(path));
+    }
+    raise_fd_limit();
+    let quick = args.iter().any(|a| a == "--quick");
+    let settings = if quick {
+        Settings {
+            unary_calls: 2_000,
+            warmup: 200,
+            duration: Duration::from_secs(1),
+            connections: 4,
+            in_flight: 16,
+            events: 200_000,
+            idle: 200,
+        }
+    } else {
+        Settings {
+            unary_calls: 20_000,
+            warmup: 2_000,
+            duration: Duration::from_secs(5),
+            connections: 4,
+            in_flight: 16,
+            events: 2_000_000,
+            idle: 1_000,
+        }
+    };
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(settings))
+}
+
+fn raise_fd_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    }
+}
+
+/// A bare tonic server: health only, tonic's own UDS stream, nothing else.
+fn bare_server(path: &Path) -> Result<(), Error> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(async {
+            let listener = tokio::net::UnixListener::bind(path)?;
+            let (_reporter, health) = tonic_health::server::health_reporter();
+            println!("ready");
+            tonic::transport::Server::builder()
+                .add_service(health)
+                .serve_with_incoming(tokio_stream::wrappers::UnixListenerStream::new(listener))
+                .await?;
+            Ok(())
+        })
+}
+
+fn sgw_binary() -> Result<PathBuf, Error> {
+    let exe = std::env::current_exe()?;
+    let dir = exe.parent().and_then(Path::parent).ok_or("no target dir")?;
+    let sgw = dir.join("sgw");
+    if sgw.exists() {
+        Ok(sgw)
+    } else {
+        Err(format!("{} missing: cargo build --release first", sgw.display()).into())
+    }
+}
+
+const CONFIG: &str = r#"
+[gateway]
+target_id = "bench"
+max_connections = 8192
+max_request_bytes = 65536
+"#;
+
+struct Server {
+    child: Child,
+    socket: PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = self.child.wait();
+    }
+}
+
+/// Spawns `sgw serve` and returns it with the time until its socket accepted.
+fn spawn_sgw(dir: &Path, name: &str) -> Result<(Server, Duration), Error> {
+    let config = dir.join("sgw.toml");
+    std::fs::write(&config, CONFIG)?;
+    let socket = dir.join(name);
+    let started = Instant::now();
+    let child = Command::new(sgw_binary()?)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .arg("--socket")
+        .arg(&socket)
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::null())
+        .spawn()?;
+    let accepted = wait_accepting(&socket, started)?;
+    Ok((Server { child, socket }, accepted))
+}
+
+fn wait_accepting(socket: &Path, started: Instant) -> Result<Duration, Error> {
+    loop {
+        if std::os::unix::net::UnixStream::connect(socket).is_ok() {
+            return Ok(started.elapsed());
+        }
+        if started.elapsed() > Duration::from_secs(10) {
+            return Err("server did not accept within 10 s".into());
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn us(d: Duration) -> String {
+    format!("{:.1} µs", d.as_secs_f64() * 1e6)
+}
+
+struct Row(String, String, String);
+
+async fn latency<F, Fut>(settings: &Settings, mut call: F) -> Result<[Duration; 3], Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), tonic::Status>>,
+{
+    for _ in 0..settings.warmup {
+        call().await?;
+    }
+    let mut samples = Vec::with_capacity(settings.unary_calls);
+    for _ in 0..settings.unary_calls {
+        let t = Instant::now();
+        call().await?;
+        samples.push(t.elapsed());
+    }
+    samples.sort();
+    Ok([
+        percentile(&samples, 0.5),
+        percentile(&samples, 0.9),
+        percentile(&samples, 0.99),
+    ])
+}
+
+/// C connections × K calls in flight for the configured duration.
+async fn throughput<F, Fut>(settings: &Settings, channels: Vec<Channel>, call: F) -> f64
+where
+    F: Fn(Channel) -> Fut + Send + Sync + Clone + 'static,
+    Fut: std::future::Future<Output = Result<(), tonic::Status>> + Send,
+{
+    let done = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + settings.duration;
+    let mut tasks = Vec::new();
+    for channel in channels {
+        for _ in 0..settings.in_flight {
+            let (channel, done, call) = (channel.clone(), Arc::clone(&done), call.clone());
+            tasks.push(tokio::spawn(async move {
+                while Instant::now() < deadline {
+                    if call(channel.clone()).await.is_ok() {
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }));
+        }
+    }
+    let started = Instant::now();
+    for task in tasks {
+        let _ = task.await;
+    }
+    done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+}
+
+async fn channels(path: &Path, n: usize) -> Result<Vec<Channel>, Error> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        out.push(supervisor_gateway::client::channel(path).await?);
+    }
+    Ok(out)
+}
+
+async fn run(settings: Settings) -> Result<(), Error> {
+    let dir = tempfile::tempdir()?;
+    let mut rows = Vec::new();
+
+    // Startup: median of five cold starts.
+    let mut starts = Vec::new();
+    for i in 0..5 {
+        let (server, accepted) = spawn_sgw(dir.path(), &format!("start{i}.sock"))?;
+        starts.push(accepted);
+        drop(server);
+    }
+    starts.sort();
+    rows.push(Row(
+        "process start → socket accepting (median of 5)".into(),
+        format!("{:.1} ms", starts[2].as_secs_f64() * 1e3),
+        "target < 50 ms".into(),
+    ));
+
+    let (sgw, _) = spawn_sgw(dir.path(), "sgw.sock")?;
+    let bare_path = dir.path().join("bare.sock");
+    let mut bare = Command::new(std::env::current_exe()?)
+        .arg("--bare-server")
+        .arg(&bare_path)
+        .stdout(Stdio::null())
+        .spawn()?;
+    wait_accepting(&bare_path, Instant::now())?;
+
+    // Unary latency, sequential on one connection.
+    let bare_channel = supervisor_gateway::client::channel(&bare_path).await?;
+    let mut health = HealthClient::new(bare_channel);
+    let bare_lat = latency(&settings, || {
+        let mut h = health.clone();
+        async move {
+            h.check(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+            .map(|_| ())
+        }
+    })
+    .await?;
+    let mut control = supervisor_gateway::client::connect(&sgw.socket)
+        .await?
+        .control;
+    let sgw_lat = latency(&settings, || {
+        let mut c = control.clone();
+        async move { c.get_info(pb::GetInfoRequest {}).await.map(|_| ()) }
+    })
+    .await?;
+    let _ = health
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await;
+    let _ = control.get_info(pb::GetInfoRequest {}).await;
+    for (i, label) in ["p50", "p90", "p99"].iter().enumerate() {
+        rows.push(Row(
+            format!("unary latency {label}: sgw GetInfo vs bare tonic Health/Check"),
+            format!("{} vs {}", us(sgw_lat[i]), us(bare_lat[i])),
+            format!(
+                "ratio {:.2}",
+                sgw_lat[i].as_secs_f64() / bare_lat[i].as_secs_f64()
+            ),
+        ));
+    }
+
+    // Unary throughput.
+    let bare_tp = throughput(
+        &settings,
+        channels(&bare_path, settings.connections).await?,
+        |ch| async move {
+            HealthClient::new(ch)
+                .check(HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await
+                .map(|_| ())
+        },
+    )
+    .await;
+    let sgw_tp = throughput(
+        &settings,
+        channels(&sgw.socket, settings.connections).await?,
+        |ch| async move {
+            pb::control_service_client::ControlServiceClient::new(ch)
+                .get_info(pb::GetInfoRequest {})
+                .await
+                .map(|_| ())
+        },
+    )
+    .await;
+    rows.push(Row(
+        format!(
+            "unary throughput ({} conns × {} in flight): sgw vs bare",
+            settings.connections, settings.in_flight
+        ),
+        format!("{sgw_tp:.0}/s vs {bare_tp:.0}/s"),
+        format!("ratio {:.2}", sgw_tp / bare_tp),
+    ));
+
+    // Idle connections and subscribers: RSS of the server process.
+    let pid = sgw.child.id();
+    let before = rss_kib(pid);
+    let mut idle = Vec::new();
+    for _ in 0..settings.idle {
+        let mut c = supervisor_gateway::client::connect(&sgw.socket).await?;
+        c.control.get_info(pb::GetInfoRequest {}).await?;
+        idle.push(c);
+    }
+    let with_conns = rss_kib(pid);
+    rows.push(Row(
+        format!(
+            "server RSS per idle connection ({} connections)",
+            settings.idle
+        ),
+        format!(
+            "{:.1} KiB",
+            (with_conns.saturating_sub(before)) as f64 / settings.idle as f64
+        ),
+        format!("{before} → {with_conns} KiB; target ≤ 64 KiB"),
+    ));
+    let mut streams = Vec::new();
+    for c in idle.iter_mut() {
+        let stream = c
+            .journal
+            .subscribe_events(pb::SubscribeEventsRequest::default())
+            .await?
+            .into_inner();
+        streams.push(stream);
+    }
+    let with_subs = rss_kib(pid);
+    rows.push(Row(
+        format!("server RSS per idle subscriber ({} streams)", settings.idle),
+        format!(
+            "{:.1} KiB",
+            (with_subs.saturating_sub(with_conns)) as f64 / settings.idle as f64
+        ),
+        format!("{with_conns} → {with_subs} KiB"),
+    ));
+    drop(streams);
+    drop(idle);
+
+    // Log stream throughput from a child printing as fast as it can.
+    let mut c = supervisor_gateway::client::connect(&sgw.socket).await?;
+    let meta = Some(pb::CommandMeta {
+        confirm: true,
+        reason: "bench".into(),
+        ..Default::default()
+    });
+    let mut tail = c
+        .journal
+        .tail_logs(pb::TailLogsRequest {
+            child_ids: vec!["yes".into()],
+            lines: 0,
+            follow: true,
+            after_sequence: 0,
+        })
+        .await?
+        .into_inner();
+    c.control
+        .add_child(pb::AddChildRequest {
+            spec: Some(pb::ChildSpec {
+                id: "yes".into(),
+                command: vec![
+                    "yes".into(),
+                    "a log line of moderate length, 48 bytes long..".into(),
+                ],
+                ..Default::default()
+            }),
+            meta: meta.clone(),
+        })
+        .await?;
+    let started = Instant::now();
+    let (mut lines, mut lost) = (0u64, 0u64);
+    while started.elapsed() < settings.duration {
+        match tail.message().await? {
+            Some(pb::TailLogsResponse {
+                item: Some(pb::tail_logs_response::Item::Line(_)),
+            }) => lines += 1,
+            Some(pb::TailLogsResponse {
+                item: Some(pb::tail_logs_response::Item::Gap(g)),
+            }) => lost += g.last_missing - g.first_missing + 1,
+            _ => {}
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    c.control
+        .remove_child(pb::RemoveChildRequest {
+            child_id: "yes".into(),
+            meta,
+        })
+        .await?;
+    rows.push(Row(
+        "log stream: lines/s delivered to one TailLogs follower (child: `yes`)".into(),
+        format!("{:.0}/s", lines as f64 / elapsed),
+        format!(
+            "{:.0}/s captured but lost to the follower (gaps)",
+            lost as f64 / elapsed
+        ),
+    ));
+    drop(tail);
+    drop(sgw);
+    let _ = bare.kill();
+    let _ = bare.wait();
+
+    // Event stream throughput: in-process gateway, synthetic events
+    // published through the journal's API, delivered over the socket.
+    for subscribers in [1usize, 16] {
+        let rate = event_stream(&settings, dir.path(), subscribers).await?;
+        rows.push(Row(
+            format!("event stream: events/s to {subscribers} subscriber(s), aggregate"),
+            format!("{rate:.0}/s"),
+            "target ≥ 1,500,000/s".into(),
+        ));
+    }
+
+    println!("| measurement | sgw | notes |\n|---|---|---|");
+    for Row(a, b, c) in rows {
+        println!("| {a} | {b} | {c} |");
+    }
+    Ok(())
+}
+
+async fn event_stream(settings: &Settings, dir: &Path, subscribers: usize) -> Result<f64, Error> {
+    let socket = dir.join(format!("events{subscribers}.sock"));
+    let listener = tokio::net::UnixListener::bind(&socket)?;
+    let capacity = usize::try_from(settings.events)?;
+    let supervisor = Supervisor::start(
+        EngineConfig {
+            target_id: "bench".into(),
+            events_capacity: capacity,
+            ..EngineConfig::default()
+        },
+        ChildSet::new(vec![])?,
+    );
+    let stop = tokio_util::sync::CancellationToken::new();
+    let limits = Limits {
+        max_connections: 1024,
+        ..Limits::default()
+    };
+    let server = tokio::spawn(grpc::serve(
+        Arc::new(supervisor.clone()),
+        listener,
+        limits,
+        stop.clone(),
+    ));
+    let id = ChildId::new("bench")?;
+    for generation in 0..settings.events {
+        supervisor.events().publish(Event::child(
+            &id,
+            EventKind::ChildRunning { generation, pid: 1 },
+        ));
+    }
+    let last = supervisor.events().last_sequence();
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..subscribers {
+        let mut client = supervisor_gateway::client::connect(&socket).await?;
+        tasks.push(tokio::spawn(async move {
+            let mut stream = client
+                .journal
+                .subscribe_events(pb::SubscribeEventsRequest {
+                    include_backlog: true,
+                    ..Default::default()
+                })
+                .await?
+                .into_inner();
+            let mut received = 0u64;
+            while let Some(message) = stream.message().await? {
+                if let Some(pb::subscribe_events_response::Item::Event(e)) = message.item {
+                    received += 1;
+                    if e.sequence == last {
+                        break;
+                    }
+                }
+            }
+            Ok::<u64, Error>(received)
+        }));
+    }
+    let mut total = 0;
+    for task in tasks {
+        total += task.await??;
+    }
+    let rate = total as f64 / started.elapsed().as_secs_f64();
+    stop.cancel();
+    let _ = supervisor.shutdown("bench", "done").await;
+    let _ = server.await;
+    Ok(rate)
+}
