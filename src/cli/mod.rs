@@ -1,12 +1,13 @@
 //! Command-line interface. Exit codes are part of the contract: 0 ok, 1 the
 //! call failed, 2 usage or config error, 3 cannot connect.
 
+mod client;
 mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
 use crate::config::Config;
 
@@ -46,6 +47,10 @@ pub enum Commands {
     },
     /// Validate a configuration file; errors name the file, line and key.
     CheckConfig { file: PathBuf },
+    #[command(flatten)]
+    Client(client::ClientCommand),
+    /// Print a shell completion script (e.g. `sgw completions bash > /etc/bash_completion.d/sgw`).
+    Completions { shell: clap_complete::Shell },
 }
 
 pub fn run(cli: Cli) -> ExitCode {
@@ -70,5 +75,10 @@ pub fn run(cli: Cli) -> ExitCode {
                 ExitCode::from(EXIT_USAGE)
             }
         },
+        Commands::Client(command) => client::run(command),
+        Commands::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "sgw", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
     }
 }

@@ -139,6 +139,15 @@ pub fn spec(spec: &ChildSpec) -> pb::ChildSpec {
     }
 }
 
+/// The public face of [`spec`] for clients outside the gateway (the CLI's
+/// `sgw add FILE`): `pb::ChildSpec::from(&spec)`. Trait impls are visible
+/// wherever both types are, so this module can stay private to the gateway.
+impl From<&ChildSpec> for pb::ChildSpec {
+    fn from(child: &ChildSpec) -> Self {
+        spec(child)
+    }
+}
+
 pub fn record(record: &ChildRecord) -> pb::ChildRecord {
     pb::ChildRecord {
         child_id: record.id.to_string(),
@@ -437,4 +446,34 @@ pub fn spec_from_pb(raw: pb::ChildSpec) -> Result<ChildSpec, ControlError> {
         spec.success_codes = raw.success_codes;
     }
     Ok(spec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `pb::ChildSpec::from` (what `sgw add FILE` sends) and `spec_from_pb`
+    /// (what the server makes of it) round-trip every field.
+    #[test]
+    fn spec_round_trips_through_the_public_conversion() {
+        let mut original = ChildSpec::new(
+            ChildId::new("web").expect("id"),
+            vec!["/bin/sh".into(), "-c".into(), "exit 3".into()],
+        );
+        original.restart = RestartPolicy::Always;
+        original.backoff.initial = Duration::from_millis(250);
+        original.backoff.jitter = 0.0;
+        original.restart_budget.max = 9;
+        original.stop_signal = "SIGINT".parse().expect("signal");
+        original.env.insert("A".into(), "1".into());
+        original.cwd = Some("/tmp".into());
+        original.depends_on = vec![ChildId::new("db").expect("id")];
+        original.criticality = Criticality::BestEffort;
+        original.tags = vec!["x".into()];
+        original.autostart = false;
+        original.ready_after = Duration::from_secs(2);
+        original.success_codes = vec![0, 3];
+        let sent = pb::ChildSpec::from(&original);
+        assert_eq!(spec_from_pb(sent), Ok(original));
+    }
 }

@@ -1,0 +1,118 @@
+//! The one-line formats of the journals: time, sequence and child for
+//! events; time, child and stream for log lines; gap lines for losses.
+
+use super::{command_name, exit, pb_duration, short, time};
+use crate::pb;
+use crate::pb::event::Detail;
+
+/// One event: time, sequence, child (`-` for tree-wide), what happened.
+pub fn event(event: &pb::Event) -> String {
+    let child = if event.child_id.is_empty() {
+        "-"
+    } else {
+        &event.child_id
+    };
+    let what = event.detail.as_ref().map_or_else(
+        || short(event.event_type, pb::EventType::as_str_name, "EVENT_TYPE_"),
+        describe,
+    );
+    format!(
+        "{} {:>6} {child:<12} {what}",
+        time(event.time.as_ref()),
+        event.sequence
+    )
+}
+
+fn describe(detail: &Detail) -> String {
+    match detail {
+        Detail::ChildAdded(_) => "added".into(),
+        Detail::WaitingForDependencies(d) => format!("waiting for {}", d.pending.join(", ")),
+        Detail::ChildStarting(d) => {
+            format!("starting (generation {}, pid {})", d.generation, d.pid)
+        }
+        Detail::ChildRunning(d) => format!("running (generation {}, pid {})", d.generation, d.pid),
+        Detail::SpawnFailed(d) => {
+            format!("spawn failed (generation {}): {}", d.generation, d.error)
+        }
+        Detail::ChildExited(d) => format!(
+            "exited: {} after {} (generation {}, pid {})",
+            exit(d.exit.as_ref()),
+            pb_duration(d.uptime.as_ref()),
+            d.generation,
+            d.pid
+        ),
+        Detail::RestartScheduled(d) => format!(
+            "restart #{} in {}",
+            d.attempt,
+            pb_duration(d.delay.as_ref())
+        ),
+        Detail::ChildStopping(d) => format!(
+            "stopping with {} (generation {}, SIGKILL after {})",
+            d.signal,
+            d.generation,
+            pb_duration(d.timeout.as_ref())
+        ),
+        Detail::StopEscalated(d) => format!(
+            "stop timed out: process group {} killed (generation {})",
+            d.pid, d.generation
+        ),
+        Detail::BackoffReset(_) => "backoff reset".into(),
+        Detail::ChildQuarantined(d) => format!("quarantined: {}", d.reason),
+        Detail::ChildPaused(_) => "paused".into(),
+        Detail::ChildResumed(_) => "resumed".into(),
+        Detail::ChildRemoved(_) => "removed".into(),
+        Detail::CommandAccepted(d) => {
+            let mut text = format!(
+                "command {} accepted: {} by {}",
+                d.command_id,
+                command_name(d.command),
+                d.requested_by
+            );
+            if !d.reason.is_empty() {
+                text.push_str(&format!(" ({})", d.reason));
+            }
+            if !d.request_id.is_empty() {
+                text.push_str(&format!(" [request {}]", d.request_id));
+            }
+            text
+        }
+        Detail::CommandCompleted(d) if d.error_code.is_empty() => {
+            format!("command {} done: {}", d.command_id, d.outcome)
+        }
+        Detail::CommandCompleted(d) => format!(
+            "command {} failed: {} [{}]",
+            d.command_id, d.outcome, d.error_code
+        ),
+        Detail::ShutdownStarted(_) => "shutdown started".into(),
+        Detail::ShutdownCompleted(_) => "shutdown completed".into(),
+    }
+}
+
+/// `-- gap: events 5..9 were not received (evicted) --`.
+pub fn gap(gap: &pb::Gap, what: &str) -> String {
+    let reason = short(gap.reason, pb::GapReason::as_str_name, "GAP_REASON_");
+    let why = match reason.as_str() {
+        "evicted" => "no longer retained by the server",
+        "lagged" => "this client fell too far behind",
+        _ => "unknown reason",
+    };
+    format!(
+        "-- gap: {what} {}..{} were not received ({reason}: {why}) --",
+        gap.first_missing, gap.last_missing
+    )
+}
+
+/// One captured line: time, child and stream, text.
+pub fn log_line(line: &pb::LogLine) -> String {
+    let stream = match pb::LogStream::try_from(line.stream) {
+        Ok(pb::LogStream::Stderr) => "err",
+        _ => "out",
+    };
+    let more = if line.truncated { " [truncated]" } else { "" };
+    format!(
+        "{} {}[{stream}] {}{more}",
+        time(line.time.as_ref()),
+        line.child_id,
+        line.text
+    )
+}

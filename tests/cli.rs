@@ -1,0 +1,484 @@
+//! The `sgw` client CLI end to end: the real binary against a real
+//! `sgw serve` on a private socket, checking exit codes (0 ok, 1 the call
+//! failed, 2 usage or config error, 3 cannot connect) and output, human and
+//! `--json`.
+
+mod cli_support;
+
+use std::process::Output;
+
+use cli_support::*;
+use serde_json::Value;
+
+/// A server with [`TWO_CHILDREN`] in its own directory; the server is
+/// stopped before the directory goes.
+struct Env {
+    server: Server,
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn start() -> Env {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let server = Server::start(TWO_CHILDREN, &dir.path().join("sgw.sock"));
+        Env { server, dir }
+    }
+
+    /// `sgw ARGS --socket <this server>`.
+    fn sgw(&self, args: &[&str]) -> Output {
+        let mut all = args.to_vec();
+        all.extend(["--socket", self.server.socket()]);
+        sgw(&all)
+    }
+
+    fn json(&self, args: &[&str]) -> Vec<Value> {
+        let mut all = args.to_vec();
+        all.push("--json");
+        let output = self.sgw(&all);
+        assert_exit(&output, 0);
+        json_lines(&output)
+    }
+
+    fn file(&self, name: &str, text: &str) -> String {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, text).expect("write file");
+        path.display().to_string()
+    }
+}
+
+#[track_caller]
+fn assert_exit(output: &Output, code: i32) {
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "stdout:\n{}\nstderr:\n{}",
+        stdout(output),
+        stderr(output)
+    );
+}
+
+fn uid() -> u32 {
+    nix::unistd::geteuid().as_raw()
+}
+
+/// `info`, `state` and `child` exit 0 with aligned text by default and one
+/// JSON object with the proto's field names under `--json`; `SGW_SOCKET`
+/// is honoured when `--socket` is absent.
+#[test]
+fn read_commands_print_text_and_json() {
+    let env = Env::start();
+
+    let info = env.sgw(&["info"]);
+    assert_exit(&info, 0);
+    let text = stdout(&info);
+    assert!(text.contains("target    cli-test (cli-test)"), "{text}");
+    assert!(text.contains(&format!("you are   uid {}", uid())), "{text}");
+    assert!(text.contains("remove_child (needs --yes)"), "{text}");
+    let info = env.json(&["info"]);
+    assert_eq!(info.len(), 1);
+    assert_eq!(info[0]["target_id"], "cli-test");
+    assert_eq!(info[0]["protocol_version"], "supervisor.gateway.v1");
+    assert_eq!(info[0]["caller"]["uid"], uid());
+    assert_eq!(info[0]["caller"]["pid"].as_u64().map(|p| p > 0), Some(true));
+
+    let state = sgw_command(&["state"])
+        .env("SGW_SOCKET", env.server.socket())
+        .output()
+        .expect("run sgw state");
+    assert_exit(&state, 0);
+    let text = stdout(&state);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    let header = lines[0];
+    assert_eq!(
+        header.split_whitespace().collect::<Vec<_>>(),
+        [
+            "ID", "STATE", "PID", "GEN", "RESTARTS", "LAST", "EXIT", "DETAIL"
+        ]
+    );
+    assert!(lines[1].starts_with("alpha ") && lines[2].starts_with("beta "));
+    // Aligned: every row's state starts under STATE.
+    let column = header.find("STATE").expect("STATE column");
+    for row in &lines[1..] {
+        let cell = &row[column..];
+        assert!(
+            cell.starts_with("starting") || cell.starts_with("running"),
+            "{text}"
+        );
+    }
+    let state = env.json(&["state"]);
+    assert_eq!(state.len(), 1);
+    let children = state[0]["children"].as_array().expect("children");
+    assert_eq!(children[0]["child_id"], "alpha");
+    assert_eq!(children[1]["child_id"], "beta");
+    assert!(state[0]["last_event_sequence"].as_u64() > Some(0));
+
+    let child = env.sgw(&["child", "alpha"]);
+    assert_exit(&child, 0);
+    let text = stdout(&child);
+    assert!(text.starts_with("id           alpha\n"), "{text}");
+    assert!(
+        text.contains("command      /bin/sh -c 'echo alpha up; exec sleep 1000'"),
+        "{text}"
+    );
+    let child = env.json(&["child", "alpha"]);
+    assert_eq!(child[0]["child"]["child_id"], "alpha");
+    assert_eq!(child[0]["child"]["spec"]["command"][0], "/bin/sh");
+    assert_eq!(child[0]["child"]["spec"]["stop_timeout"], "2s");
+}
+
+/// pause, resume, quarantine and restart exit 0 and report the outcome and
+/// the state after it; `--reason` (default "sgw cli") and `--request-id`
+/// reach the journal's command events.
+#[test]
+fn commands_report_outcomes_and_carry_reason_and_request_id() {
+    let env = Env::start();
+
+    let pause = env.sgw(&["pause", "alpha"]);
+    assert_exit(&pause, 0);
+    let text = stdout(&pause);
+    assert!(
+        text.starts_with("alpha: paused; now paused [command "),
+        "{text}"
+    );
+    let again = env.json(&["pause", "alpha"]);
+    assert_eq!(again[0]["result"]["command"], "COMMAND_TYPE_PAUSE_CHILD");
+    assert_eq!(again[0]["result"]["child"]["state"], "CHILD_STATE_PAUSED");
+
+    let resume = env.json(&["resume", "alpha"]);
+    assert_eq!(resume[0]["result"]["command"], "COMMAND_TYPE_RESUME_CHILD");
+    assert_ne!(resume[0]["result"]["child"]["state"], "CHILD_STATE_PAUSED");
+
+    let quarantine = env.sgw(&["quarantine", "beta"]);
+    assert_exit(&quarantine, 0);
+    assert!(stdout(&quarantine).contains("; now quarantined [command "));
+
+    let restart = env.json(&[
+        "restart",
+        "beta",
+        "--reason",
+        "cli test",
+        "--request-id",
+        "req-42",
+    ]);
+    let result = &restart[0]["result"];
+    assert_eq!(result["command"], "COMMAND_TYPE_RESTART_CHILD");
+    assert_eq!(result["child"]["generation"], 2);
+    assert!(
+        result["command_id"]
+            .as_str()
+            .is_some_and(|id| !id.is_empty())
+    );
+
+    let accepted: Vec<Value> = env
+        .json(&["events", "--child", "beta"])
+        .into_iter()
+        .filter_map(|line| line["event"].get("command_accepted").cloned())
+        .collect();
+    assert_eq!(accepted.len(), 2, "{accepted:?}");
+    assert_eq!(accepted[0]["command"], "COMMAND_TYPE_QUARANTINE_CHILD");
+    assert_eq!(accepted[0]["reason"], "sgw cli");
+    assert_eq!(accepted[1]["reason"], "cli test");
+    assert_eq!(accepted[1]["request_id"], "req-42");
+    assert!(
+        accepted[1]["requested_by"]
+            .as_str()
+            .is_some_and(|by| by.starts_with(&format!("uid:{}", uid()))),
+        "{accepted:?}"
+    );
+}
+
+/// An unknown child is exit 1 with the gRPC code, the server's message
+/// listing the known ids, and the ErrorInfo reason; with `--json` the same
+/// facts come as one JSON object on stderr.
+#[test]
+fn unknown_child_is_exit_1_listing_known_children() {
+    let env = Env::start();
+    let expected =
+        "NOT_FOUND: no child named \"nope\" (known children: alpha, beta) [child_not_found]\n";
+    for args in [["child", "nope"], ["restart", "nope"], ["pause", "nope"]] {
+        let output = env.sgw(&args);
+        assert_exit(&output, 1);
+        assert_eq!(stderr(&output), expected);
+        assert_eq!(stdout(&output), "");
+    }
+    let output = env.sgw(&["resume", "nope", "--json"]);
+    assert_exit(&output, 1);
+    let error: Value = serde_json::from_str(stderr(&output).trim()).expect("one JSON object");
+    assert_eq!(error["error"]["code"], "NOT_FOUND");
+    assert_eq!(error["error"]["reason"], "child_not_found");
+    assert_eq!(error["error"]["domain"], "cli-test");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("alpha, beta"))
+    );
+}
+
+/// remove, add and shutdown without `--yes` are usage errors (exit 2)
+/// decided before connecting: with no server they still exit 2, not 3,
+/// and with one nothing changes.
+#[test]
+fn destructive_commands_without_yes_are_usage_errors_before_any_call() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let absent = dir.path().join("absent.sock");
+    let absent = absent.to_str().expect("utf-8");
+    let spec = dir.path().join("gamma.toml");
+    std::fs::write(&spec, "[[child]]\nid = \"gamma\"\ncommand = [\"true\"]\n").expect("write");
+    let spec = spec.to_str().expect("utf-8");
+    for args in [vec!["remove", "alpha"], vec!["add", spec], vec!["shutdown"]] {
+        let mut with_socket = args.clone();
+        with_socket.extend(["--socket", absent]);
+        let output = sgw(&with_socket);
+        assert_exit(&output, 2);
+        assert!(
+            stderr(&output).contains("pass --yes to confirm"),
+            "{}",
+            stderr(&output)
+        );
+    }
+
+    let env = Env::start();
+    assert_exit(&env.sgw(&["remove", "alpha"]), 2);
+    assert_exit(&env.sgw(&["add", spec]), 2);
+    assert_exit(&env.sgw(&["shutdown"]), 2);
+    let state = env.json(&["state"]);
+    let ids: Vec<&Value> = state[0]["children"]
+        .as_array()
+        .expect("children")
+        .iter()
+        .map(|c| &c["child_id"])
+        .collect();
+    assert_eq!(ids, ["alpha", "beta"]);
+}
+
+/// `add FILE --yes` starts a child from a `[[child]]` table; a file with an
+/// unknown key is exit 2 naming file, line and key (nothing sent);
+/// `remove ID --yes` forgets the child.
+#[test]
+fn add_and_remove_with_yes() {
+    let env = Env::start();
+    let bad = env.file(
+        "bad.toml",
+        "[[child]]\nid = \"gamma\"\ncommand = [\"true\"]\nrestrat = \"always\"\n",
+    );
+    let output = env.sgw(&["add", &bad, "--yes"]);
+    assert_exit(&output, 2);
+    let text = stderr(&output);
+    assert!(text.starts_with(&format!("error: {bad}:4:")), "{text}");
+    assert!(text.contains("restrat"), "{text}");
+
+    let good = env.file(
+        "gamma.toml",
+        "[[child]]\nid = \"gamma\"\ncommand = [\"/bin/sh\", \"-c\", \"exec sleep 1000\"]\nrestart = \"always\"\ntags = [\"added\"]\n",
+    );
+    let added = env.json(&["add", &good, "--yes", "--reason", "try gamma"]);
+    let child = &added[0]["result"]["child"];
+    assert_eq!(added[0]["result"]["command"], "COMMAND_TYPE_ADD_CHILD");
+    assert_eq!(child["child_id"], "gamma");
+    assert_eq!(child["spec"]["restart"], "RESTART_POLICY_ALWAYS");
+    assert_eq!(child["tags"][0], "added");
+
+    let again = env.sgw(&["add", &good, "--yes"]);
+    assert_exit(&again, 1);
+    assert!(
+        stderr(&again).starts_with("ALREADY_EXISTS: ")
+            && stderr(&again).contains("[child_already_exists]"),
+        "{}",
+        stderr(&again)
+    );
+
+    let removed = env.sgw(&["remove", "gamma", "--yes"]);
+    assert_exit(&removed, 0);
+    assert!(
+        stdout(&removed).starts_with("gamma: "),
+        "{}",
+        stdout(&removed)
+    );
+    let gone = env.sgw(&["child", "gamma"]);
+    assert_exit(&gone, 1);
+    assert!(stderr(&gone).starts_with("NOT_FOUND: "));
+}
+
+/// With nothing at the socket path every client command exits 3 and says
+/// what to do; a stale socket file (nobody listening) is exit 3 too.
+#[test]
+fn no_server_is_exit_3_with_advice() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let absent = dir.path().join("sgw.sock");
+    let absent = absent.to_str().expect("utf-8");
+    let advice = format!(
+        "error: no socket at {absent} — is `sgw serve` running? set --socket or SGW_SOCKET\n"
+    );
+    for args in [
+        vec!["info"],
+        vec!["state"],
+        vec!["child", "alpha"],
+        vec!["restart", "alpha"],
+        vec!["events", "--follow"],
+        vec!["logs"],
+    ] {
+        let mut with_socket = args.clone();
+        with_socket.extend(["--socket", absent]);
+        let output = sgw(&with_socket);
+        assert_exit(&output, 3);
+        assert_eq!(stderr(&output), advice, "{args:?}");
+    }
+    let output = sgw_command(&["info"])
+        .env("SGW_SOCKET", absent)
+        .output()
+        .expect("run sgw");
+    assert_exit(&output, 3);
+    assert_eq!(stderr(&output), advice);
+
+    let stale = dir.path().join("stale.sock");
+    drop(std::os::unix::net::UnixListener::bind(&stale).expect("bind"));
+    let output = sgw(&["state", "--socket", stale.to_str().expect("utf-8")]);
+    assert_exit(&output, 3);
+    assert!(
+        stderr(&output).contains("nothing is listening"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+/// `check-config` on a bad file is exit 2 naming the file, line and key;
+/// a good one is exit 0.
+#[test]
+fn check_config_names_file_line_and_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[[child]]\nid = \"a\"\ncommand = [\"true\"]\nrestart_budgit = { max = 1 }\n",
+    )
+    .expect("write");
+    let output = sgw(&["check-config", bad.to_str().expect("utf-8")]);
+    assert_exit(&output, 2);
+    let text = stderr(&output);
+    assert!(
+        text.starts_with(&format!("error: {}:4:", bad.display())),
+        "{text}"
+    );
+    assert!(text.contains("restart_budgit"), "{text}");
+
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, TWO_CHILDREN).expect("write");
+    let output = sgw(&["check-config", good.to_str().expect("utf-8")]);
+    assert_exit(&output, 0);
+    assert!(stdout(&output).contains("ok (2 children"));
+}
+
+/// `completions bash|zsh|fish` print a non-empty script naming the
+/// subcommands; an unknown shell is a usage error.
+#[test]
+fn completions_for_each_shell() {
+    for shell in ["bash", "zsh", "fish"] {
+        let output = sgw(&["completions", shell]);
+        assert_exit(&output, 0);
+        let script = stdout(&output);
+        assert!(
+            script.contains("quarantine") && script.contains("events"),
+            "{shell}"
+        );
+    }
+    assert_exit(&sgw(&["completions", "tcsh"]), 2);
+    assert_exit(&sgw(&["frobnicate"]), 2);
+}
+
+/// `events` prints the retained history once, in strictly increasing
+/// sequence order, and exits; `--after` starts later, `--child` filters.
+/// `logs` prints the last N lines with time, child and stream.
+#[test]
+fn events_and_logs_print_history_and_exit() {
+    let env = Env::start();
+    {
+        // Both children's first lines are captured before we look back.
+        let mut follow = Running::spawn(&[
+            "logs",
+            "--follow",
+            "--lines",
+            "100",
+            "--socket",
+            env.server.socket(),
+        ]);
+        let (alpha, beta) = ("alpha[out] alpha up", "beta[err] beta up");
+        let first = follow.stdout.until("a child's line", |l| {
+            l.ends_with(alpha) || l.ends_with(beta)
+        });
+        let other = if first.ends_with(alpha) { beta } else { alpha };
+        follow
+            .stdout
+            .until("the other child's line", |l| l.ends_with(other));
+    }
+    assert_exit(&env.sgw(&["pause", "alpha"]), 0);
+
+    let events = env.json(&["events"]);
+    let sequences: Vec<u64> = events
+        .iter()
+        .map(|e| e["event"]["sequence"].as_u64().expect("an event"))
+        .collect();
+    assert_eq!(sequences.first(), Some(&1));
+    assert!(
+        sequences.windows(2).all(|w| w[1] == w[0] + 1),
+        "{sequences:?}"
+    );
+    let last = *sequences.last().expect("events");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"]["event_type"] == "EVENT_TYPE_CHILD_PAUSED")
+    );
+
+    let later = env.json(&["events", "--after", "3"]);
+    assert_eq!(later[0]["event"]["sequence"], 4);
+    assert!(
+        env.json(&["events", "--after", &last.to_string()])
+            .is_empty()
+    );
+    let alpha = env.json(&["events", "--child", "alpha"]);
+    assert!(!alpha.is_empty() && alpha.iter().all(|e| e["event"]["child_id"] == "alpha"));
+
+    let text = env.sgw(&["events", "--child", "alpha"]);
+    assert_exit(&text, 0);
+    let first = stdout(&text).lines().next().unwrap_or_default().to_owned();
+    // 2025-01-31T12:00:00.123Z      1 alpha        added
+    assert_eq!(
+        first.len(),
+        "2025-01-31T12:00:00.123Z".len() + 26,
+        "{first}"
+    );
+    assert!(first.ends_with(" alpha        added"), "{first}");
+
+    let logs = env.sgw(&["logs", "--lines", "10"]);
+    assert_exit(&logs, 0);
+    let text = stdout(&logs);
+    assert!(
+        text.lines().any(|l| l.ends_with("Z alpha[out] alpha up")),
+        "{text}"
+    );
+    assert!(
+        text.lines().any(|l| l.ends_with("Z beta[err] beta up")),
+        "{text}"
+    );
+    let beta = env.json(&["logs", "--child", "beta", "--lines", "1"]);
+    assert_eq!(beta.len(), 1);
+    assert_eq!(beta[0]["line"]["child_id"], "beta");
+    assert_eq!(beta[0]["line"]["stream"], "LOG_STREAM_STDERR");
+    assert_eq!(beta[0]["line"]["text"], "beta up");
+}
+
+/// `shutdown --yes` exits 0 with the outcome, and the server then exits 0.
+#[test]
+fn shutdown_with_yes_ends_the_server() {
+    let mut env = Env::start();
+    let output = env.sgw(&["shutdown", "--yes"]);
+    assert_exit(&output, 0);
+    assert!(
+        stdout(&output).starts_with("shutdown_tree: "),
+        "{}",
+        stdout(&output)
+    );
+    assert!(env.server.wait().success());
+    assert_exit(&env.sgw(&["info"]), 3);
+}
