@@ -42,6 +42,10 @@ pub enum ControlError {
 
     #[error("the supervisor is shutting down")]
     ShuttingDown,
+
+    /// A bug: a task panicked or an invariant broke. Reported, not hidden.
+    #[error("internal error: {message}")]
+    Internal { message: String },
 }
 
 fn join(ids: &[ChildId]) -> String {
@@ -68,6 +72,7 @@ impl ControlError {
             ControlError::HasDependents { .. } => "has_dependents",
             ControlError::SpawnFailed { .. } => "spawn_failed",
             ControlError::ShuttingDown => "shutting_down",
+            ControlError::Internal { .. } => "internal",
         }
     }
 

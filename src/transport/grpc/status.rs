@@ -22,6 +22,7 @@ pub fn to_status(error: &ControlError, target_id: &str) -> Status {
         | ControlError::HasDependents { .. }
         | ControlError::SpawnFailed { .. } => Code::FailedPrecondition,
         ControlError::ShuttingDown => Code::Unavailable,
+        ControlError::Internal { .. } => Code::Internal,
     };
     let retry = error.is_retryable().then_some(Duration::from_secs(1));
     with_details(code, error.to_string(), error.code(), target_id, retry)
