@@ -14,6 +14,7 @@ use crate::config::Config;
 use crate::control::ControlPlane;
 use crate::engine::Supervisor;
 use crate::transport::grpc::{self, Limits};
+use crate::transport::legacy::LegacyOptions;
 use crate::transport::socket::{BindOptions, BoundSocket};
 
 fn init_tracing(format: LogFormat) {
@@ -90,6 +91,13 @@ async fn serve(config: Config, socket_flag: Option<PathBuf>) -> ExitCode {
             return ExitCode::from(EXIT_FAILED);
         }
     };
+    let legacy = match LegacyOptions::from_config(&config, &path) {
+        Ok(legacy) => legacy,
+        Err(error) => {
+            eprintln!("error: legacy socket: {error}");
+            return ExitCode::from(EXIT_FAILED);
+        }
+    };
     let (Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
@@ -106,10 +114,11 @@ async fn serve(config: Config, socket_flag: Option<PathBuf>) -> ExitCode {
         idle_timeout: config.gateway.idle_timeout,
     };
     let stopping = CancellationToken::new();
-    let mut server = tokio::spawn(grpc::serve(
+    let mut server = tokio::spawn(grpc::serve_with(
         Arc::new(supervisor.clone()),
         listener,
         limits,
+        legacy,
         stopping.clone(),
     ));
     println!(

@@ -5,6 +5,7 @@
 
 mod demo;
 mod gateway;
+mod registration;
 
 use std::fmt;
 use std::ops::Range;
@@ -14,6 +15,7 @@ use serde::Deserialize;
 
 pub use demo::DEMO_CONFIG;
 pub use gateway::{GatewayConfig, JournalConfig, LegacyMode};
+pub use registration::RegistrationConfig;
 
 use crate::engine::{ChildSet, EngineConfig};
 use crate::model::ChildSpec;
@@ -23,6 +25,7 @@ use crate::model::ChildSpec;
 pub struct Config {
     pub gateway: GatewayConfig,
     pub journal: JournalConfig,
+    pub registration: RegistrationConfig,
     pub children: ChildSet,
 }
 
@@ -33,6 +36,8 @@ struct RawConfig {
     gateway: GatewayConfig,
     #[serde(default)]
     journal: JournalConfig,
+    #[serde(default)]
+    registration: RegistrationConfig,
     #[serde(default, rename = "child")]
     children: Vec<toml::Spanned<ChildSpec>>,
 }
@@ -90,6 +95,15 @@ impl Config {
         raw.journal
             .validate()
             .map_err(|message| at(None, format!("[journal] {message}")))?;
+        raw.registration
+            .validate()
+            .map_err(|message| at(None, format!("[registration] {message}")))?;
+        if raw.registration.relay_socket.is_some() && raw.gateway.legacy == LegacyMode::Off {
+            return Err(at(
+                None,
+                "[registration] relay_socket announces the legacy adapter, but [gateway] legacy is \"off\"".to_owned(),
+            ));
+        }
         let spans: Vec<Range<usize>> = raw.children.iter().map(|c| c.span()).collect();
         let specs: Vec<ChildSpec> = raw
             .children
@@ -111,6 +125,7 @@ impl Config {
         Ok(Config {
             gateway: raw.gateway,
             journal: raw.journal,
+            registration: raw.registration,
             children,
         })
     }
@@ -175,6 +190,36 @@ mod tests {
         let error =
             Config::parse("[gateway]\nsocket_mode = \"0999\"\n", "x.toml").expect_err("mode");
         assert!(error.to_string().starts_with("x.toml:2:"), "{error}");
+    }
+
+    #[test]
+    fn registration_table_is_checked() {
+        let ok = "[registration]\nrelay_socket = \"/run/relay.sock\"\nlease_seconds = 30\nheartbeat_interval_seconds = 0.5\n";
+        let config = Config::parse(ok, "x.toml").expect("valid registration");
+        assert_eq!(
+            config.registration.heartbeat_interval,
+            std::time::Duration::from_millis(500)
+        );
+        let legacy_name = "[registration]\nregistration_heartbeat_interval_seconds = 10\n";
+        assert!(Config::parse(legacy_name, "x.toml").is_ok());
+        for (text, needle) in [
+            ("[registration]\nlease = 3\n", "lease"),
+            (
+                "[registration]\nlease_seconds = 10\nheartbeat_interval_seconds = 10\n",
+                "less than",
+            ),
+            (
+                "[registration]\nrelay_socket = \"relay.sock\"\n",
+                "absolute",
+            ),
+            (
+                "[gateway]\nlegacy = \"off\"\n[registration]\nrelay_socket = \"/r.sock\"\n",
+                "off",
+            ),
+        ] {
+            let error = Config::parse(text, "x.toml").expect_err(text);
+            assert!(error.to_string().contains(needle), "{error}");
+        }
     }
 
     #[test]

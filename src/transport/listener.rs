@@ -1,22 +1,36 @@
-//! The accept loop: connection limit, peer credentials, and the
-//! `:authority` repair, all decided once per connection before any request
-//! reaches a handler.
+//! The accept loops: connection limit, peer credentials, protocol
+//! detection and the `:authority` repair, all decided once per connection
+//! before any request reaches a handler.
+//!
+//! On the main socket each accepted connection is classified in its own
+//! task (the accept loop never waits on a client) by peeking, without
+//! consuming, at the first byte the client sends: `P`, the start of the
+//! HTTP/2 preface `PRI * HTTP/2.0`, goes to tonic; anything else to the
+//! legacy adapter, if enabled. A client that sends nothing within
+//! [`CLASSIFY_TIMEOUT`] is closed. Both protocols share one
+//! `max_connections` budget, across the main and the dedicated socket.
 
 use std::io;
+use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use nix::sys::socket::{MsgFlags, recv};
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tonic::transport::server::Connected;
+use tracing::Instrument;
 
 use super::h2_authority::AuthorityRewrite;
+use super::legacy::Adapter;
 use super::peer::{ConnectionInfo, PeerIdentity};
+use crate::control::ControlPlane;
 
 /// One accepted gRPC connection.
 pub struct Connection {
@@ -82,26 +96,117 @@ impl AsyncWrite for Connection {
     }
 }
 
+/// How long a new connection on the main socket may stay silent before
+/// its protocol is known. Both protocols are client-first.
+pub const CLASSIFY_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Limits applied at accept time.
 #[derive(Debug, Clone, Copy)]
 pub struct AcceptLimits {
     pub max_connections: usize,
 }
 
-/// Accepts connections until `shutdown` is cancelled, yielding them as the
-/// stream tonic serves. Connections beyond the limit are closed at once
-/// (and logged); the others are unaffected.
-pub fn incoming(
-    listener: UnixListener,
+/// Where the connections of one listener go.
+#[derive(Debug, Clone)]
+enum Route {
+    /// The main socket: HTTP/2 to tonic (through this channel), the rest
+    /// to the legacy adapter.
+    Detect(mpsc::Sender<io::Result<Connection>>),
+    /// A dedicated legacy socket.
+    LegacyOnly,
+}
+
+/// What the accept loops and connection tasks share.
+struct Shared<C> {
+    slots: Arc<Semaphore>,
     limits: AcceptLimits,
+    legacy: Option<Arc<Adapter<C>>>,
+    /// Whether non-HTTP/2 connections on the main socket go to `legacy`.
+    detect_legacy: bool,
+    tasks: TaskTracker,
     shutdown: CancellationToken,
-) -> ReceiverStream<io::Result<Connection>> {
-    let (tx, rx) = mpsc::channel(64);
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
-    tokio::spawn(async move {
+}
+
+/// Accepts on the gateway's sockets until `shutdown` is cancelled. Every
+/// task it starts (accept loops, classification, legacy connections) is
+/// tracked, so [`drain`](Acceptor::drain) can wait for them.
+pub struct Acceptor<C> {
+    shared: Arc<Shared<C>>,
+}
+
+impl<C> std::fmt::Debug for Acceptor<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Acceptor")
+            .field("limits", &self.shared.limits)
+            .field("legacy", &self.shared.legacy.is_some())
+            .field("tasks", &self.shared.tasks)
+            .finish()
+    }
+}
+
+impl<C: ControlPlane> Acceptor<C> {
+    /// `legacy` serves the dedicated socket and, if `detect_legacy`, the
+    /// non-HTTP/2 connections of the main one.
+    pub fn new(
+        limits: AcceptLimits,
+        legacy: Option<Arc<Adapter<C>>>,
+        detect_legacy: bool,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                slots: Arc::new(Semaphore::new(limits.max_connections)),
+                limits,
+                legacy,
+                detect_legacy,
+                tasks: TaskTracker::new(),
+                shutdown,
+            }),
+        }
+    }
+
+    /// Tracks other tasks that must end before the gateway has drained.
+    pub fn tasks(&self) -> &TaskTracker {
+        &self.shared.tasks
+    }
+
+    /// Accepts on the main socket, yielding the HTTP/2 connections as the
+    /// stream tonic serves. Connections beyond the limit are closed at once
+    /// (and logged); the others are unaffected.
+    pub fn incoming(&self, listener: UnixListener) -> ReceiverStream<io::Result<Connection>> {
+        let (tx, rx) = mpsc::channel(64);
+        let span = tracing::info_span!("accept", socket = "main");
+        self.shared.tasks.spawn(
+            Arc::clone(&self.shared)
+                .accept_loop(listener, Route::Detect(tx))
+                .instrument(span),
+        );
+        ReceiverStream::new(rx)
+    }
+
+    /// Accepts on a dedicated legacy socket. Without an adapter every
+    /// connection is closed.
+    pub fn serve_legacy(&self, listener: UnixListener) {
+        let span = tracing::info_span!("accept", socket = "legacy");
+        self.shared.tasks.spawn(
+            Arc::clone(&self.shared)
+                .accept_loop(listener, Route::LegacyOnly)
+                .instrument(span),
+        );
+    }
+
+    /// Waits for every tracked task; call after `shutdown` was cancelled.
+    pub async fn drain(&self) {
+        self.shared.tasks.close();
+        self.shared.tasks.wait().await;
+    }
+}
+
+impl<C: ControlPlane> Shared<C> {
+    async fn accept_loop(self: Arc<Self>, listener: UnixListener, route: Route) {
         loop {
             let accepted = tokio::select! {
-                () = shutdown.cancelled() => break,
+                () = self.shutdown.cancelled() => break,
                 accepted = listener.accept() => accepted,
             };
             let stream = match accepted {
@@ -114,29 +219,121 @@ pub fn incoming(
                     continue;
                 }
             };
-            let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+            let Ok(permit) = Arc::clone(&self.slots).try_acquire_owned() else {
                 tracing::warn!(
-                    max_connections = limits.max_connections,
+                    max_connections = self.limits.max_connections,
                     "connection refused: max_connections reached"
                 );
                 continue;
             };
-            let peer = match PeerIdentity::of(&stream) {
-                Ok(peer) => Some(Arc::new(peer)),
-                Err(error) => {
-                    tracing::warn!(%error, "no peer credentials for a connection");
-                    None
-                }
-            };
-            let connection = Connection {
-                io: AuthorityRewrite::new(stream),
-                info: ConnectionInfo { peer },
-                _permit: permit,
-            };
-            if tx.send(Ok(connection)).await.is_err() {
-                break;
-            }
+            self.tasks
+                .spawn(Arc::clone(&self).admit(stream, permit, route.clone()));
         }
-    });
-    ReceiverStream::new(rx)
+    }
+
+    /// Reads the peer's credentials (in the connection's task: the user
+    /// name lookup may be slow) and routes the connection under its span.
+    async fn admit(
+        self: Arc<Self>,
+        stream: UnixStream,
+        permit: OwnedSemaphorePermit,
+        route: Route,
+    ) {
+        let peer = match PeerIdentity::of(&stream) {
+            Ok(peer) => Some(Arc::new(peer)),
+            Err(error) => {
+                tracing::warn!(%error, "no peer credentials for a connection");
+                None
+            }
+        };
+        let span = tracing::info_span!(
+            "connection",
+            conn = peer.as_ref().map(|p| p.connection_id),
+            uid = peer.as_ref().map(|p| p.uid),
+            pid = peer.as_ref().and_then(|p| p.pid),
+        );
+        self.route(stream, peer, permit, route)
+            .instrument(span)
+            .await;
+    }
+
+    /// Routes one connection; the permit lives as long as the connection.
+    async fn route(
+        &self,
+        stream: UnixStream,
+        peer: Option<Arc<PeerIdentity>>,
+        permit: OwnedSemaphorePermit,
+        route: Route,
+    ) {
+        let tx = match route {
+            Route::Detect(tx) => tx,
+            Route::LegacyOnly => return self.serve_legacy(stream, peer, permit).await,
+        };
+        let first = tokio::select! {
+            () = self.shutdown.cancelled() => return,
+            first = tokio::time::timeout(CLASSIFY_TIMEOUT, first_byte(&stream)) => first,
+        };
+        match first {
+            Ok(Ok(Some(b'P'))) => {
+                let connection = Connection {
+                    io: AuthorityRewrite::new(stream),
+                    info: ConnectionInfo { peer },
+                    _permit: permit,
+                };
+                tokio::select! {
+                    () = self.shutdown.cancelled() => {}
+                    _ = tx.send(Ok(connection)) => {}
+                }
+            }
+            Ok(Ok(Some(_))) if self.detect_legacy => {
+                drop(tx);
+                self.serve_legacy(stream, peer, permit).await;
+            }
+            Ok(Ok(Some(byte))) => {
+                tracing::debug!(byte, "not HTTP/2 and legacy is off: connection closed");
+            }
+            Ok(Ok(None)) => tracing::debug!("connection closed before sending anything"),
+            Ok(Err(error)) => tracing::debug!(%error, "connection failed before classification"),
+            Err(_) => tracing::debug!(
+                timeout = ?CLASSIFY_TIMEOUT,
+                "connection sent nothing: closed"
+            ),
+        }
+    }
+
+    async fn serve_legacy(
+        &self,
+        stream: UnixStream,
+        peer: Option<Arc<PeerIdentity>>,
+        permit: OwnedSemaphorePermit,
+    ) {
+        if let Some(adapter) = &self.legacy {
+            Arc::clone(adapter)
+                .serve_connection(stream, peer, self.shutdown.clone())
+                .await;
+        }
+        drop(permit);
+    }
+}
+
+/// The first byte the client sent, left in the socket for whoever reads
+/// next; `None` if it closed without sending anything.
+async fn first_byte(stream: &UnixStream) -> io::Result<Option<u8>> {
+    let mut byte = [0u8; 1];
+    loop {
+        stream.readable().await?;
+        let peeked = stream.try_io(Interest::READABLE, || {
+            recv(stream.as_raw_fd(), &mut byte, MsgFlags::MSG_PEEK).map_err(io::Error::from)
+        });
+        match peeked {
+            Ok(0) => return Ok(None),
+            Ok(_) => return Ok(Some(byte[0])),
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) => {}
+            Err(error) => return Err(error),
+        }
+    }
 }

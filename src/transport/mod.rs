@@ -1,9 +1,11 @@
 //! Transports: how the control port is reached from outside the process.
 //! `socket` binds, `listener` accepts and identifies peers, `h2_authority`
-//! repairs what some clients send, `grpc` serves.
+//! repairs what some clients send, `grpc` and `legacy` serve.
 
 pub mod grpc;
 pub mod h2_authority;
+pub mod legacy;
 pub mod listener;
 pub mod peer;
+pub mod security;
 pub mod socket;

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod legacy;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -135,6 +137,29 @@ pub async fn gateway_with(
     specs: Vec<ChildSpec>,
     limits: supervisor_gateway::transport::grpc::Limits,
 ) -> TestGateway {
+    gateway_full(specs, test_engine(), limits, |path| {
+        supervisor_gateway::transport::legacy::LegacyOptions::new(path.display().to_string())
+    })
+    .await
+}
+
+/// The engine settings every test gateway uses unless told otherwise.
+pub fn test_engine() -> EngineConfig {
+    EngineConfig {
+        target_id: "test".into(),
+        ..EngineConfig::default()
+    }
+}
+
+/// A gateway with explicit engine and legacy settings; `legacy` gets the
+/// main socket's path (for `ipc_path`, or to place a dedicated socket
+/// beside it).
+pub async fn gateway_full(
+    specs: Vec<ChildSpec>,
+    engine: EngineConfig,
+    limits: supervisor_gateway::transport::grpc::Limits,
+    legacy: impl FnOnce(&std::path::Path) -> supervisor_gateway::transport::legacy::LegacyOptions,
+) -> TestGateway {
     use supervisor_gateway::transport::socket::{BindMode, BindOptions, BoundSocket, SocketMode};
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("sgw.sock");
@@ -145,16 +170,14 @@ pub async fn gateway_with(
     })
     .expect("bind test socket");
     let (listener, guard) = bound.into_tokio().expect("listener");
-    let config = EngineConfig {
-        target_id: "test".into(),
-        ..EngineConfig::default()
-    };
-    let supervisor = start_with(config, specs);
+    let legacy = legacy(&path);
+    let supervisor = start_with(engine, specs);
     let stop = tokio_util::sync::CancellationToken::new();
-    let server = tokio::spawn(supervisor_gateway::transport::grpc::serve(
+    let server = tokio::spawn(supervisor_gateway::transport::grpc::serve_with(
         Arc::new(supervisor.clone()),
         listener,
         limits,
+        legacy,
         stop.clone(),
     ));
     TestGateway {

@@ -24,7 +24,8 @@ use crate::control::{ControlError, ControlPlane};
 use crate::pb;
 use crate::pb::control_service_server::ControlServiceServer;
 use crate::pb::journal_service_server::JournalServiceServer;
-use crate::transport::listener::{AcceptLimits, incoming};
+use crate::transport::legacy::{Adapter, LegacyOptions};
+use crate::transport::listener::{AcceptLimits, Acceptor};
 use crate::transport::peer::{ConnectionInfo, PeerIdentity};
 
 /// The limits the gateway enforces (and reports in `GetInfo`).
@@ -96,13 +97,29 @@ const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_STREAMS_PER_CONNECTION: u32 = 128;
 
-/// Serves the gateway on `listener` until `shutdown` is cancelled, then
-/// drains: health turns NOT_SERVING, no new connections are accepted, and
-/// the future completes once in-flight calls and streams have finished.
+/// Serves the gateway on `listener` with the default legacy options
+/// (detection on this socket, no relay) until `shutdown` is cancelled; see
+/// [`serve_with`].
 pub async fn serve<C: ControlPlane>(
     control: Arc<C>,
     listener: UnixListener,
     limits: Limits,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
+    serve_with(control, listener, limits, LegacyOptions::new(""), shutdown).await
+}
+
+/// Serves the gateway on `listener` (gRPC, and the legacy adapter for
+/// clients that do not speak HTTP/2, per `legacy`) and on the dedicated
+/// legacy socket if there is one, until `shutdown` is cancelled. Then it
+/// drains: health turns NOT_SERVING, no new connections are accepted, and
+/// the future completes once in-flight calls and streams of both protocols
+/// have finished (streams end when the journals close).
+pub async fn serve_with<C: ControlPlane>(
+    control: Arc<C>,
+    listener: UnixListener,
+    limits: Limits,
+    legacy: LegacyOptions,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
     let target_id = control.info().target_id;
@@ -149,13 +166,29 @@ pub async fn serve<C: ControlPlane>(
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
 
-    let connections = incoming(
-        listener,
+    // Cancelled with `shutdown`, or when tonic fails, so that the accept
+    // loops never outlive the server.
+    let stop = shutdown.child_token();
+    let adapter = legacy
+        .is_enabled()
+        .then(|| Adapter::new(Arc::clone(&shared.control), &legacy));
+    let acceptor = Acceptor::new(
         AcceptLimits {
             max_connections: limits.max_connections,
         },
-        shutdown.clone(),
+        adapter.clone(),
+        legacy.same_socket,
+        stop.clone(),
     );
+    if let Some(adapter) = &adapter {
+        adapter.start_heartbeat(&legacy.registration, acceptor.tasks(), stop.clone());
+    }
+    let dedicated = legacy.dedicated.map(|socket| {
+        let (listener, guard) = socket.into_parts();
+        acceptor.serve_legacy(listener);
+        guard
+    });
+    let connections = acceptor.incoming(listener);
     let result = Server::builder()
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
@@ -170,6 +203,12 @@ pub async fn serve<C: ControlPlane>(
         .serve_with_incoming_shutdown(connections, shutdown.cancelled_owned())
         .await;
     health_watch.abort();
+    stop.cancel();
+    if result.is_ok() {
+        acceptor.drain().await;
+    }
+    // The dedicated socket's file goes only once nothing serves it.
+    drop(dedicated);
     Ok(result?)
 }
 

@@ -1,0 +1,255 @@
+//! The legacy `dashboard-ipc.v1` adapter: newline-delimited JSON over the
+//! same Unix socket as gRPC (told apart by the listener from the first byte
+//! a client sends), or over a dedicated socket.
+//!
+//! It is a second face of the same gateway, not a second gateway: requests
+//! go to the same [`ControlPlane`], pushes read the same journals (so the
+//! sequences are the gRPC ones), and each connection carries the peer
+//! identity the listener read from the kernel.
+//!
+//! - `codec`: bounded line framing.
+//! - `protocol`: the wire types. `error`: `ControlError` → error object.
+//! - `dispatch`: one request → one response. `state`, `records`: the shapes.
+//! - `connection`: reader, writer and pushes of one connection (`push`).
+//! - `registration`: the payload and the relay heartbeat.
+
+mod codec;
+mod connection;
+mod dispatch;
+mod error;
+mod protocol;
+mod push;
+mod records;
+mod registration;
+mod state;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::UnixListener;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+pub use codec::{FrameError, LineCodec};
+pub use error::to_legacy_error;
+pub use protocol::{ErrorCode, ErrorObject, PROTOCOL_VERSION, Stage};
+pub use registration::{Registration, Status as RegistrationStatus, SupportedCommand};
+
+use crate::config::{Config, LegacyMode, RegistrationConfig};
+use crate::control::ControlPlane;
+use crate::transport::socket::{BindOptions, BoundSocket, SocketError, SocketGuard};
+
+/// The default bound on one request line.
+pub const DEFAULT_MAX_FRAME_BYTES: usize = 1024 * 1024;
+
+/// A socket that serves the adapter alone (`legacy = "/path.sock"`). The
+/// socket file is removed when this is dropped, i.e. after the gateway
+/// stopped serving it.
+#[derive(Debug)]
+pub struct DedicatedSocket {
+    pub listener: UnixListener,
+    pub path: PathBuf,
+    guard: SocketGuard,
+}
+
+impl DedicatedSocket {
+    /// Binds with the same rules as the main socket (mode, stale-socket
+    /// probe, own-inode cleanup). Must run inside a tokio runtime.
+    pub fn bind(options: &BindOptions) -> Result<Self, SocketError> {
+        let (listener, guard) = BoundSocket::bind(options)?.into_tokio()?;
+        Ok(Self {
+            listener,
+            path: options.path.clone(),
+            guard,
+        })
+    }
+
+    /// The listener, and the guard that unlinks the socket file on drop.
+    pub fn into_parts(self) -> (UnixListener, SocketGuard) {
+        (self.listener, self.guard)
+    }
+}
+
+/// How the adapter is offered.
+#[derive(Debug)]
+pub struct LegacyOptions {
+    /// Serve legacy clients detected on the main socket.
+    pub same_socket: bool,
+    /// Also serve the adapter alone on this socket.
+    pub dedicated: Option<DedicatedSocket>,
+    /// A longer request line is answered `frame_too_large` and closes the
+    /// connection.
+    pub max_frame_bytes: usize,
+    /// A connection without a complete request for this long (and without
+    /// an active subscription) is closed.
+    pub idle_timeout: Duration,
+    /// The socket legacy clients are told to use (`hello`, registration).
+    pub ipc_path: String,
+    pub registration: RegistrationConfig,
+}
+
+impl LegacyOptions {
+    /// Detection on the main socket at `ipc_path`, default limits, no relay.
+    pub fn new(ipc_path: impl Into<String>) -> Self {
+        Self {
+            same_socket: true,
+            dedicated: None,
+            max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+            idle_timeout: Duration::from_secs(300),
+            ipc_path: ipc_path.into(),
+            registration: RegistrationConfig::default(),
+        }
+    }
+
+    /// No legacy service at all: non-HTTP/2 connections are closed.
+    pub fn off() -> Self {
+        Self {
+            same_socket: false,
+            ..Self::new("")
+        }
+    }
+
+    /// The options `config` asks for, binding the dedicated socket if there
+    /// is one. `main_socket` is the path the gateway serves on. Must run
+    /// inside a tokio runtime.
+    pub fn from_config(config: &Config, main_socket: &str) -> Result<Self, SocketError> {
+        let gateway = &config.gateway;
+        let mut options = Self {
+            idle_timeout: gateway.idle_timeout,
+            registration: config.registration.clone(),
+            ..Self::new(main_socket)
+        };
+        match &gateway.legacy {
+            LegacyMode::SameSocket => {}
+            LegacyMode::Off => options.same_socket = false,
+            LegacyMode::Dedicated(path) => {
+                let dedicated = DedicatedSocket::bind(&BindOptions {
+                    path: path.clone(),
+                    mode: gateway.socket_mode,
+                    bind: gateway.bind,
+                })?;
+                // A relay should send legacy clients where only legacy is spoken.
+                options.ipc_path = path.display().to_string();
+                options.dedicated = Some(dedicated);
+            }
+        }
+        Ok(options)
+    }
+
+    pub fn is_enabled(&self) -> bool {
+        self.same_socket || self.dedicated.is_some()
+    }
+}
+
+/// The adapter over one control plane, shared by all its connections.
+pub struct Adapter<C> {
+    control: Arc<C>,
+    target_id: String,
+    max_frame_bytes: usize,
+    idle_timeout: Duration,
+    ipc_path: String,
+    lease_seconds: u64,
+    registration: watch::Sender<RegistrationStatus>,
+}
+
+impl<C> std::fmt::Debug for Adapter<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Adapter")
+            .field("target_id", &self.target_id)
+            .field("ipc_path", &self.ipc_path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C: ControlPlane> Adapter<C> {
+    pub fn new(control: Arc<C>, options: &LegacyOptions) -> Arc<Self> {
+        let status = if options.registration.relay_socket.is_some() {
+            RegistrationStatus::Connecting
+        } else {
+            RegistrationStatus::Direct
+        };
+        Arc::new(Self {
+            target_id: control.info().target_id,
+            control,
+            max_frame_bytes: options.max_frame_bytes,
+            idle_timeout: options.idle_timeout,
+            ipc_path: options.ipc_path.clone(),
+            lease_seconds: options.registration.lease_seconds,
+            registration: watch::Sender::new(status),
+        })
+    }
+
+    /// Starts the relay heartbeat if a relay is configured; it ends on
+    /// `shutdown` or a non-retryable rejection.
+    pub fn start_heartbeat(
+        self: &Arc<Self>,
+        config: &RegistrationConfig,
+        tasks: &TaskTracker,
+        shutdown: CancellationToken,
+    ) {
+        let Some(relay) = config.relay_socket.clone() else {
+            return;
+        };
+        let span = tracing::info_span!("registration", relay = %relay.display());
+        tasks.spawn(
+            registration::heartbeat(Arc::clone(self), relay, config.heartbeat_interval, shutdown)
+                .instrument(span),
+        );
+    }
+
+    fn control(&self) -> &C {
+        &self.control
+    }
+
+    pub fn target_id(&self) -> &str {
+        &self.target_id
+    }
+
+    fn max_frame_bytes(&self) -> usize {
+        self.max_frame_bytes
+    }
+
+    fn idle_timeout(&self) -> Duration {
+        self.idle_timeout
+    }
+
+    fn set_registration(&self, status: RegistrationStatus) {
+        self.registration.send_replace(status);
+    }
+
+    /// The payload `hello` answers with and the heartbeat sends.
+    pub async fn registration(&self) -> Registration {
+        let snapshot = self.control.state().await;
+        registration::registration(
+            &self.control.info(),
+            &snapshot.children,
+            &self.ipc_path,
+            self.lease_seconds,
+        )
+    }
+
+    async fn config_version(&self) -> String {
+        records::config_version(&self.control.state().await.children)
+    }
+
+    /// How many recent journal records `state` includes.
+    const RECENT: usize = 100;
+
+    async fn dashboard_state(&self) -> state::DashboardState {
+        let snapshot = self.control.state().await;
+        let events = self.control.events().tail(Self::RECENT);
+        let logs = self.control.logs().tail(Self::RECENT);
+        let lease = Duration::from_secs(self.lease_seconds);
+        state::dashboard_state(&state::Inputs {
+            target: &self.control.info(),
+            snapshot: &snapshot,
+            events: &events,
+            logs: &logs,
+            registration: self.registration.borrow().describe(lease),
+            config_version: records::config_version(&snapshot.children),
+        })
+    }
+}

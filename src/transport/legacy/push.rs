@@ -1,0 +1,189 @@
+//! Pushes: one task per subscription reads its journal cursor and queues
+//! `event` / `log` lines on the connection's outbox.
+//!
+//! The outbox is bounded, so a client that reads slowly makes the pump wait,
+//! and while it waits its cursor falls behind the journal. Nothing else
+//! buffers: once the cursor is more than the journal's capacity behind, the
+//! journal reports the lost range as a gap, which is pushed as an `error`
+//! line (`events_dropped` / `logs_dropped`, with the range), and the stream
+//! continues with the oldest record still retained.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tracing::Instrument;
+
+use super::Adapter;
+use super::dispatch::Subscribe;
+use super::protocol::{Dropped, ErrorCode, ErrorObject, Push, Stage, line};
+use super::records::{event_record, log_record};
+use crate::control::ControlPlane;
+use crate::journal::{Gap, Item, Subscription};
+use crate::model::{CommandKind, Event, EventKind, LogLine};
+
+/// The pump tasks of one connection; at most one per journal. Dropping it
+/// stops them.
+#[derive(Debug, Default)]
+pub struct Pushes {
+    events: Option<JoinHandle<()>>,
+    logs: Option<JoinHandle<()>>,
+}
+
+fn running(task: &Option<JoinHandle<()>>) -> bool {
+    task.as_ref().is_some_and(|task| !task.is_finished())
+}
+
+impl Pushes {
+    /// Whether a subscription is still delivering.
+    pub fn active(&self) -> bool {
+        running(&self.events) || running(&self.logs)
+    }
+
+    /// Starts pushing from an accepted subscription. Subscribing again to
+    /// a journal already being pushed keeps the running pump (a client
+    /// that repeats itself should not get every record twice).
+    pub fn start<C: ControlPlane>(
+        &mut self,
+        adapter: &Arc<Adapter<C>>,
+        subscribe: Subscribe,
+        outbox: &mpsc::Sender<Bytes>,
+    ) {
+        let adapter = Arc::clone(adapter);
+        let outbox = outbox.clone();
+        match subscribe {
+            Subscribe::Events(cursor) if !running(&self.events) => {
+                self.events = Some(tokio::spawn(
+                    pump_events(adapter, cursor, outbox).in_current_span(),
+                ));
+            }
+            Subscribe::Logs(cursor) if !running(&self.logs) => {
+                self.logs = Some(tokio::spawn(
+                    pump_logs(adapter, cursor, outbox).in_current_span(),
+                ));
+            }
+            Subscribe::Events(_) | Subscribe::Logs(_) => {}
+        }
+    }
+
+    /// Waits until every pump has delivered all there is (the journals
+    /// closed) or lost its client.
+    pub async fn finish(mut self) {
+        for task in [self.events.take(), self.logs.take()].into_iter().flatten() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Pushes {
+    fn drop(&mut self) {
+        for task in [&self.events, &self.logs].into_iter().flatten() {
+            task.abort();
+        }
+    }
+}
+
+/// Events after which the tree's configuration may differ.
+fn changes_config(kind: &EventKind) -> bool {
+    matches!(
+        kind,
+        EventKind::ChildAdded
+            | EventKind::CommandCompleted {
+                command: CommandKind::AddChild | CommandKind::RemoveChild,
+                ..
+            }
+    )
+}
+
+async fn pump_events<C: ControlPlane>(
+    adapter: Arc<Adapter<C>>,
+    mut cursor: Subscription<Event>,
+    outbox: mpsc::Sender<Bytes>,
+) {
+    let target_id = adapter.target_id().to_owned();
+    let mut version = adapter.config_version().await;
+    while let Some(item) = cursor.next().await {
+        let push = match item {
+            Item::Record(record) => {
+                if changes_config(&record.body.kind) {
+                    version = adapter.config_version().await;
+                }
+                Push::Event {
+                    target_id: target_id.clone(),
+                    event: event_record(&target_id, &version, &record),
+                }
+            }
+            Item::Gap(gap) => dropped(&target_id, ErrorCode::EventsDropped, "events", gap),
+        };
+        if outbox.send(line(&push)).await.is_err() {
+            return;
+        }
+    }
+    let _ = outbox.send(line(&closed(&target_id, "events"))).await;
+}
+
+async fn pump_logs<C: ControlPlane>(
+    adapter: Arc<Adapter<C>>,
+    mut cursor: Subscription<LogLine>,
+    outbox: mpsc::Sender<Bytes>,
+) {
+    let target_id = adapter.target_id().to_owned();
+    while let Some(item) = cursor.next().await {
+        let push = match item {
+            Item::Record(record) => Push::Log {
+                target_id: target_id.clone(),
+                log: log_record(&target_id, &record),
+            },
+            Item::Gap(gap) => dropped(&target_id, ErrorCode::LogsDropped, "log lines", gap),
+        };
+        if outbox.send(line(&push)).await.is_err() {
+            return;
+        }
+    }
+    let _ = outbox.send(line(&closed(&target_id, "logs"))).await;
+}
+
+fn dropped(target_id: &str, code: ErrorCode, what: &str, gap: Gap) -> Push {
+    let why = match gap.reason {
+        crate::journal::GapReason::Lagged => "this connection read too slowly",
+        crate::journal::GapReason::Evicted => "they are no longer retained",
+    };
+    Push::Error {
+        target_id: target_id.to_owned(),
+        error: ErrorObject::protocol(
+            code,
+            Stage::Subscription,
+            target_id,
+            format!(
+                "{} {what} dropped (sequences {} to {}): {why}",
+                gap.len(),
+                gap.first_missing,
+                gap.last_missing
+            ),
+        ),
+        dropped: Some(Dropped {
+            first_missing: gap.first_missing,
+            last_missing: gap.last_missing,
+            count: gap.len(),
+            reason: gap.reason.as_str(),
+        }),
+    }
+}
+
+/// The last push of a subscription: the journal closed because the
+/// supervisor shut down.
+fn closed(target_id: &str, what: &str) -> Push {
+    let mut error = ErrorObject::protocol(
+        ErrorCode::ShuttingDown,
+        Stage::Subscription,
+        target_id,
+        format!("the supervisor is shutting down: no more {what} will be pushed"),
+    );
+    error.retryable = true;
+    Push::Error {
+        target_id: target_id.to_owned(),
+        error,
+        dropped: None,
+    }
+}

@@ -1,0 +1,235 @@
+//! The registration payload (in `hello`, and upserted to a relay) and the
+//! relay heartbeat.
+//!
+//! The heartbeat is one task: every interval it connects to the relay,
+//! writes the payload as one line and reads one ack line. Each attempt is
+//! bounded by the interval, so a stuck relay delays nothing but the next
+//! attempt; serving never waits for it. A non-retryable rejection ends the
+//! task; anything else (refused connection, timeout, malformed or retryable
+//! ack) is retried on the next tick.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncWriteExt;
+use tokio::net::UnixStream;
+use tokio::time::MissedTickBehavior;
+use tokio_util::codec::FramedRead;
+use tokio_util::sync::CancellationToken;
+
+use super::Adapter;
+use super::codec::{FrameError, LineCodec};
+use super::protocol::line;
+use crate::control::{ControlPlane, TargetInfo};
+use crate::model::{ChildRecord, CommandKind};
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Registration {
+    pub target_id: String,
+    pub display_name: String,
+    /// The socket a legacy client should connect to.
+    pub ipc_path: String,
+    pub lease_seconds: u64,
+    pub supported_commands: Vec<SupportedCommand>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SupportedCommand {
+    pub name: &'static str,
+    pub idempotent: bool,
+    /// How long a client should wait for the result before giving up.
+    pub timeout_seconds: u64,
+}
+
+/// Slack added to the stop timeouts a command may have to wait for.
+const TIMEOUT_MARGIN_SECONDS: u64 = 5;
+
+/// The payload for the current tree. Command timeouts follow the children's
+/// stop timeouts: a command that stops a child may wait for the longest one;
+/// a shutdown stops the children one after another.
+pub fn registration(
+    info: &TargetInfo,
+    children: &[ChildRecord],
+    ipc_path: &str,
+    lease_seconds: u64,
+) -> Registration {
+    let stop = |child: &ChildRecord| child.spec.stop_timeout.as_secs_f64().ceil() as u64;
+    let longest = children.iter().map(stop).max().unwrap_or(0);
+    let total: u64 = children.iter().map(stop).sum();
+    let supported_commands = info
+        .supported_commands
+        .iter()
+        .map(|&kind| SupportedCommand {
+            name: kind.as_str(),
+            idempotent: kind.is_idempotent(),
+            timeout_seconds: TIMEOUT_MARGIN_SECONDS
+                + match kind {
+                    CommandKind::RestartChild
+                    | CommandKind::PauseChild
+                    | CommandKind::QuarantineChild
+                    | CommandKind::RemoveChild => longest,
+                    CommandKind::ResumeChild | CommandKind::AddChild => 0,
+                    CommandKind::ShutdownTree => total,
+                },
+        })
+        .collect();
+    Registration {
+        target_id: info.target_id.clone(),
+        display_name: info.display_name.clone(),
+        ipc_path: ipc_path.to_owned(),
+        lease_seconds,
+        supported_commands,
+    }
+}
+
+/// Where the registration stands, as `state` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// No relay configured: clients connect to us directly.
+    Direct,
+    /// Configured; no attempt has finished yet.
+    Connecting,
+    Registered {
+        at: Instant,
+    },
+    /// The last attempt failed; `last_ok` is the last accepted upsert.
+    Retrying {
+        last_ok: Option<Instant>,
+    },
+    /// The relay refused the registration for good; the heartbeat stopped.
+    Rejected,
+}
+
+impl Status {
+    /// `(registration_state, connection_state)` in the legacy vocabulary.
+    /// A registration older than the lease has lapsed at the relay.
+    pub fn describe(self, lease: Duration) -> (&'static str, &'static str) {
+        let live = |at: Instant| at.elapsed() < lease;
+        match self {
+            Status::Direct => ("active", "connected"),
+            Status::Connecting => ("active", "connecting"),
+            Status::Registered { at } if live(at) => ("active", "registered"),
+            Status::Retrying { last_ok: Some(at) } if live(at) => ("active", "reconnecting"),
+            Status::Registered { .. } | Status::Retrying { last_ok: Some(_) } => {
+                ("expired", "expired")
+            }
+            Status::Retrying { last_ok: None } => ("active", "unavailable"),
+            Status::Rejected => ("rejected", "unavailable"),
+        }
+    }
+}
+
+/// The relay's answer to one upsert.
+#[derive(Debug, Deserialize)]
+pub struct Ack {
+    pub ok: bool,
+    #[serde(default)]
+    pub target_id: Option<String>,
+    #[serde(default)]
+    pub status: Option<String>,
+    #[serde(default)]
+    pub error: Option<AckError>,
+    /// A rejection that does not say is treated as retryable: giving up
+    /// for good needs the relay to say so.
+    #[serde(default)]
+    pub retryable: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct AckError {
+    pub code: String,
+    pub message: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum UpsertError {
+    #[error("cannot connect: {0}")]
+    Connect(std::io::Error),
+    #[error("cannot send the payload: {0}")]
+    Write(std::io::Error),
+    #[error("cannot read the ack: {0}")]
+    Read(#[from] FrameError),
+    #[error("the relay closed the connection without an ack")]
+    NoAck,
+    #[error("malformed ack: {0}")]
+    Malformed(#[from] serde_json::Error),
+    #[error("no ack within {0:?}")]
+    TimedOut(Duration),
+}
+
+/// An ack line longer than this is not an ack.
+const MAX_ACK_BYTES: usize = 64 * 1024;
+
+async fn upsert(relay: &Path, payload: &Registration) -> Result<Ack, UpsertError> {
+    let mut stream = UnixStream::connect(relay)
+        .await
+        .map_err(UpsertError::Connect)?;
+    stream
+        .write_all(&line(payload))
+        .await
+        .map_err(UpsertError::Write)?;
+    let mut acks = FramedRead::new(stream, LineCodec::new(MAX_ACK_BYTES));
+    let text = acks.next().await.ok_or(UpsertError::NoAck)??;
+    Ok(serde_json::from_str(&text)?)
+}
+
+/// Runs the heartbeat until shutdown or a non-retryable rejection.
+pub async fn heartbeat<C: ControlPlane>(
+    adapter: Arc<Adapter<C>>,
+    relay: PathBuf,
+    interval: Duration,
+    shutdown: CancellationToken,
+) {
+    let target_id = adapter.target_id().to_owned();
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut last_ok = None;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        let payload = adapter.registration().await;
+        let attempt = tokio::select! {
+            () = shutdown.cancelled() => return,
+            attempt = tokio::time::timeout(interval, upsert(&relay, &payload)) => {
+                attempt.unwrap_or(Err(UpsertError::TimedOut(interval)))
+            }
+        };
+        let status = match attempt {
+            Ok(ack) if ack.ok && ack.target_id.as_ref().is_none_or(|id| *id == target_id) => {
+                tracing::debug!(relay = %relay.display(), status = ?ack.status, "registration renewed");
+                let now = Instant::now();
+                last_ok = Some(now);
+                Status::Registered { at: now }
+            }
+            Ok(ack) if !ack.ok && ack.retryable == Some(false) => {
+                let (code, message) = ack
+                    .error
+                    .map_or((String::new(), String::new()), |e| (e.code, e.message));
+                tracing::warn!(
+                    relay = %relay.display(), %code, %message,
+                    "the relay rejected the registration; heartbeat stopped"
+                );
+                adapter.set_registration(Status::Rejected);
+                return;
+            }
+            Ok(ack) => {
+                tracing::info!(
+                    relay = %relay.display(), ok = ack.ok, target_id = ?ack.target_id,
+                    error = ?ack.error.map(|e| e.code),
+                    "registration not accepted; retrying next interval"
+                );
+                Status::Retrying { last_ok }
+            }
+            Err(error) => {
+                tracing::info!(relay = %relay.display(), %error, "registration failed; retrying next interval");
+                Status::Retrying { last_ok }
+            }
+        };
+        adapter.set_registration(status);
+    }
+}

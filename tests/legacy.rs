@@ -1,0 +1,1146 @@
+//! The legacy `dashboard-ipc.v1` adapter over real sockets with real
+//! children: golden transcripts per method and error, framing and closing
+//! rules, pipelining, pushes, protocol detection beside gRPC, slow
+//! subscribers, and relay registration.
+
+mod support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use supervisor_gateway::control::ControlPlane;
+use supervisor_gateway::model::{Event, EventKind};
+use supervisor_gateway::pb;
+use supervisor_gateway::transport::grpc::Limits;
+use supervisor_gateway::transport::legacy::LegacyOptions;
+use support::legacy::*;
+use support::*;
+use tonic_types::StatusExt;
+
+/// `hello` answers the protocol version and the registration payload, with
+/// command timeouts derived from the children's stop timeouts.
+#[tokio::test]
+async fn golden_hello() {
+    let gw = gateway(vec![sh("a", "exec sleep 1000"), sh("b", "exec sleep 1000")]).await;
+    let mut client = LegacyClient::connect(&gw.path).await;
+    let command = |name: &str, idempotent: bool, timeout: u64| json!({"name": name, "idempotent": idempotent, "timeout_seconds": timeout});
+    golden(
+        &mut client,
+        json!({"request_id": "h-1", "method": "hello"}),
+        json!({"request_id": "h-1", "ok": true, "result": {
+        "type": "hello",
+        "protocol_version": "dashboard-ipc.v1",
+        "registration": {
+            "target_id": "test",
+            "display_name": "sgw",
+            "ipc_path": gw.path.display().to_string(),
+            "lease_seconds": 45,
+            "supported_commands": [
+                command("restart_child", false, 10),
+                command("pause_child", true, 10),
+                command("resume_child", true, 5),
+                command("quarantine_child", true, 10),
+                command("remove_child", false, 10),
+                command("add_child", false, 5),
+                command("shutdown_tree", false, 15),
+            ],
+        }}}),
+    )
+    .await;
+    gw.shutdown().await;
+}
+
+/// `state`: the root and the children in declaration order, parent and
+/// dependency edges, runtime records, recent events with journal
+/// sequences, and the counters.
+#[tokio::test]
+async fn golden_state() {
+    let mut web = sh("web", "exec sleep 1000");
+    web.depends_on = vec![id("db")];
+    web.tags = vec!["http".into()];
+    web.criticality = supervisor_gateway::model::Criticality::Critical;
+    let gw = gateway(vec![sh("db", "exec sleep 1000"), web]).await;
+    running(&gw, "web", 1).await;
+    let mut client = LegacyClient::connect(&gw.path).await;
+    let mut response = client
+        .call(json!({"request_id": "s-1", "method": "state", "params": {}}))
+        .await;
+    let state = &mut response["result"]["state"];
+    // The events are checked against the journal, then left out of the golden.
+    let events = state["recent_events"].take();
+    let journal = gw.supervisor.events().tail(100);
+    let sequences: Vec<u64> = journal.iter().map(|r| r.sequence).collect();
+    let pushed: Vec<u64> = events
+        .as_array()
+        .expect("recent_events")
+        .iter()
+        .map(|e| e["sequence"].as_u64().expect("sequence"))
+        .collect();
+    assert_eq!(pushed, sequences);
+    assert_eq!(events[0]["target_id"], "test");
+    assert!(
+        state["config_version"]
+            .as_str()
+            .expect("version")
+            .starts_with("fnv1a64:")
+    );
+    state["config_version"] = json!("<hash>");
+    let (db_runtime, db_record) = child_view("db", "running", 1, 0);
+    let (web_runtime, web_record) = child_view("web", "running", 1, 0);
+    let node = |id: &str, tags: Value, criticality: &str| {
+        json!({"node_id": format!("/{id}"), "child_id": id, "path": format!("/{id}"), "name": id,
+               "kind": "child_task", "tags": tags, "criticality": criticality,
+               "state_summary": "running",
+               "diagnostics": {"command": "/bin/sh -c exec sleep 1000", "pid": 0}})
+    };
+    let edge = |id: &str, source: &str, target: &str, kind: &str, order: u64| json!({"edge_id": id, "source_path": source, "target_path": target, "kind": kind, "order": order});
+    let expected = json!({"request_id": "s-1", "ok": true, "result": {
+    "type": "state", "target_id": "test", "state": {
+        "target": {"target_id": "test", "display_name": "sgw",
+                   "registration_state": "active", "connection_state": "connected"},
+        "topology": {
+            "root": "/",
+            "nodes": [
+                {"node_id": "/", "child_id": null, "path": "/", "name": "sgw",
+                 "kind": "root_supervisor", "tags": [], "criticality": "critical",
+                 "state_summary": "supervising",
+                 "diagnostics": {"children": "2", "running": "2"}},
+                node("db", json!([]), "standard"),
+                node("web", json!(["http"]), "critical"),
+            ],
+            "edges": [
+                edge("parent_child:/->/db", "/", "/db", "parent_child", 0),
+                edge("parent_child:/->/web", "/", "/web", "parent_child", 1),
+                edge("dependency:/web->/db", "/web", "/db", "dependency", 2),
+            ],
+            "declaration_order": ["/db", "/web"],
+        },
+        "runtime_state": [db_runtime, web_runtime],
+        "child_runtime_records": [db_record, web_record],
+        "recent_events": null,
+        "recent_logs": [],
+        "dropped_event_count": 0,
+        "dropped_log_count": 0,
+        "config_version": "<hash>",
+        "generated_at_unix_nanos": 0,
+        "state_generation": response_generation(&response),
+    }}});
+    let (actual, expected) = (normalize(response), normalize(expected));
+    assert_eq!(
+        actual,
+        expected,
+        "\nactual:   {}",
+        serde_json::to_string_pretty(&actual).unwrap_or_default()
+    );
+    gw.shutdown().await;
+}
+
+fn response_generation(response: &Value) -> Value {
+    let generation = &response["result"]["state"]["state_generation"];
+    assert!(generation.as_u64().is_some_and(|g| g > 0), "{generation}");
+    generation.clone()
+}
+
+/// Subscriptions need `session_established`; the answer names the stream.
+#[tokio::test]
+async fn golden_subscriptions_and_protocol_errors() {
+    let gw = gateway(vec![]).await;
+    let mut client = LegacyClient::connect(&gw.path).await;
+    for (method, stream) in [("events.subscribe", "events"), ("logs.tail", "logs")] {
+        golden(
+            &mut client,
+            json!({"request_id": "no-session", "method": method}),
+            error(
+                "no-session",
+                "session_required",
+                "subscription",
+                "subscriptions require params.session_established = true",
+            ),
+        )
+        .await;
+        golden(
+            &mut client,
+            json!({"request_id": "sub", "method": method, "params": {"session_established": true}}),
+            json!({"request_id": "sub", "ok": true,
+                   "result": {"type": "subscription", "target_id": "test", "subscription": stream}}),
+        )
+        .await;
+    }
+    golden(
+        &mut client,
+        json!({"request_id": "alias", "method": "get_state"}),
+        error(
+            "alias",
+            "unsupported_method",
+            "protocol_parse",
+            "unsupported method \"get_state\"",
+        ),
+    )
+    .await;
+    golden(
+        &mut client,
+        json!({"request_id": "bad-params", "method": "command.pause_child", "params": {"command_id": 7}}),
+        error(
+            "bad-params",
+            "invalid_command_params",
+            "protocol_parse",
+            "invalid command params: invalid type: integer `7`, expected a string",
+        ),
+    )
+    .await;
+    client.send_raw(b"{\"method\": \"hello\"}\n").await;
+    let missing_id = client.recv().await;
+    assert_eq!(missing_id["request_id"], "invalid-request");
+    assert_eq!(missing_id["error"]["code"], "invalid_json");
+    assert_eq!(missing_id["error"]["stage"], "protocol_parse");
+    gw.shutdown().await;
+}
+
+/// Every command, their validation errors and the supervisor's refusals,
+/// each with the gRPC code as `reason`.
+#[tokio::test]
+async fn golden_commands() {
+    let gw = gateway(vec![
+        sh("web", "exec sleep 1000"),
+        sh("db", "exec sleep 1000"),
+    ])
+    .await;
+    running(&gw, "web", 1).await;
+    running(&gw, "db", 1).await;
+    let mut client = LegacyClient::connect(&gw.path).await;
+    let web = Some("/web");
+    let outcome = |verb: &str, generation: u64| format!("{verb} (generation {generation}, pid N)");
+    golden(
+        &mut client,
+        command(
+            "r-1",
+            "restart_child",
+            command_params("restart_child", web, false),
+        ),
+        command_ok(
+            "r-1",
+            "restart_child",
+            &outcome("restarted", 2),
+            1,
+            Some(("web", "running", 2, 1)),
+        ),
+    )
+    .await;
+    golden(
+        &mut client,
+        command(
+            "p-1",
+            "pause_child",
+            command_params("pause_child", Some("/test/web"), false),
+        ),
+        command_ok(
+            "p-1",
+            "pause_child",
+            "paused",
+            2,
+            Some(("web", "paused", 2, 1)),
+        ),
+    )
+    .await;
+    golden(
+        &mut client,
+        command(
+            "u-1",
+            "resume_child",
+            command_params("resume_child", web, false),
+        ),
+        command_ok(
+            "u-1",
+            "resume_child",
+            &outcome("resumed", 3),
+            3,
+            Some(("web", "running", 3, 1)),
+        ),
+    )
+    .await;
+    golden(
+        &mut client,
+        command(
+            "q-1",
+            "quarantine_child",
+            command_params("quarantine_child", Some("db"), false),
+        ),
+        command_ok(
+            "q-1",
+            "quarantine_child",
+            "quarantined",
+            4,
+            Some(("db", "quarantined", 1, 0)),
+        ),
+    )
+    .await;
+    golden(
+        &mut client,
+        command(
+            "x-1",
+            "remove_child",
+            command_params("remove_child", Some("/db"), false),
+        ),
+        validation_failed(
+            "x-1",
+            "dangerous command requires confirmation",
+            "confirmation_required",
+        ),
+    )
+    .await;
+    golden(
+        &mut client,
+        command(
+            "x-2",
+            "remove_child",
+            command_params("remove_child", Some("/db"), true),
+        ),
+        command_ok("x-2", "remove_child", "removed", 5, None),
+    )
+    .await;
+    let mut add = command_params("add_child", None, true);
+    add["target"]["child_manifest"] = json!(
+        r#"{"id": "extra", "command": ["/bin/sh", "-c", "exec sleep 1000"], "autostart": false}"#
+    );
+    golden(
+        &mut client,
+        command("a-1", "add_child", add.clone()),
+        command_ok(
+            "a-1",
+            "add_child",
+            "added",
+            6,
+            Some(("extra", "stopped", 0, 0)),
+        ),
+    )
+    .await;
+    golden(
+        &mut client,
+        command("a-2", "add_child", add),
+        command_failed(
+            "a-2",
+            "add_child",
+            "child_already_exists",
+            "a child named extra already exists",
+        ),
+    )
+    .await;
+    let mut toml_add = command_params("add_child", Some("/other"), true);
+    toml_add["target"]["child_manifest"] = json!("id = \"extra2\"\ncommand = [\"true\"]\n");
+    golden(
+        &mut client,
+        command("a-3", "add_child", toml_add),
+        validation_failed(
+            "a-3",
+            "child_path names other but the manifest declares extra2",
+            "invalid_argument",
+        ),
+    )
+    .await;
+    golden(
+        &mut client,
+        command(
+            "n-1",
+            "restart_child",
+            command_params("restart_child", Some("/nope"), false),
+        ),
+        command_failed(
+            "n-1",
+            "restart_child",
+            "child_not_found",
+            "no child named \"nope\" (known children: web, extra)",
+        ),
+    )
+    .await;
+
+    // Validation failures: nothing reaches the supervisor.
+    let mut wrong_target = command_params("pause_child", web, false);
+    wrong_target["target_id"] = json!("elsewhere");
+    let mut blank_reason = command_params("pause_child", web, false);
+    blank_reason["reason"] = json!("  ");
+    let mut blank_by = command_params("pause_child", web, false);
+    blank_by["requested_by"] = json!("");
+    for (params, message) in [
+        (
+            wrong_target,
+            "command target_id \"elsewhere\" does not match this gateway's \"test\"",
+        ),
+        (blank_reason, "command reason must not be empty"),
+        (blank_by, "command requested_by must not be empty"),
+        (
+            command_params("restart_child", web, false),
+            "command \"restart_child\" does not match method \"command.pause_child\"",
+        ),
+        (
+            command_params("pause_child", None, false),
+            "child commands require target.child_path",
+        ),
+        (
+            command_params("pause_child", Some("//"), false),
+            "child_path \"//\" names no child",
+        ),
+    ] {
+        golden(
+            &mut client,
+            command("v", "pause_child", params),
+            validation_failed("v", message, "invalid_argument"),
+        )
+        .await;
+    }
+    let mut bad_id = command_params("pause_child", Some("/Web!"), false);
+    bad_id["command_id"] = json!("c-pause_child");
+    let response = client.call(command("v", "pause_child", bad_id)).await;
+    assert_eq!(response["error"]["code"], "validation_failed");
+
+    // The same failures through gRPC carry the same code as ErrorInfo.reason.
+    let mut grpc = gw.client().await.control;
+    let unknown = grpc
+        .restart_child(pb::RestartChildRequest {
+            child_id: "nope".into(),
+            meta: Some(pb::CommandMeta {
+                reason: "x".into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect_err("unknown child");
+    let unconfirmed = grpc
+        .remove_child(pb::RemoveChildRequest {
+            child_id: "web".into(),
+            meta: None,
+        })
+        .await
+        .expect_err("unconfirmed");
+    let reasons: Vec<String> = [unknown, unconfirmed]
+        .iter()
+        .map(|s| {
+            s.get_error_details()
+                .error_info()
+                .expect("info")
+                .reason
+                .clone()
+        })
+        .collect();
+    assert_eq!(reasons, ["child_not_found", "confirmation_required"]);
+
+    golden(
+        &mut client,
+        command(
+            "s-1",
+            "shutdown_tree",
+            command_params("shutdown_tree", None, true),
+        ),
+        command_ok("s-1", "shutdown_tree", "stopped 2 children", 7, None),
+    )
+    .await;
+    let mut after = command_params("pause_child", web, false);
+    after["command_id"] = json!("c-pause_child");
+    let refused = client.call(command("late", "pause_child", after)).await;
+    assert_eq!(
+        refused["result"]["result"]["error"]["reason"],
+        "shutting_down"
+    );
+    assert_eq!(refused["result"]["result"]["error"]["retryable"], true);
+    gw.shutdown().await;
+}
+
+/// A line that is not a request is answered `invalid_json` with request id
+/// "invalid-request", and the connection keeps serving.
+#[tokio::test]
+async fn malformed_json_keeps_the_connection_open() {
+    let gw = gateway(vec![]).await;
+    let mut client = LegacyClient::connect(&gw.path).await;
+    for bad in [
+        "{not json",
+        "[1, 2]",
+        "",
+        "{\"request_id\": \"x\", \"method\": \"hello\", \"params\": []}",
+    ] {
+        client.send_raw(format!("{bad}\n").as_bytes()).await;
+        let response = client.recv().await;
+        assert_eq!(response["request_id"], "invalid-request", "{bad:?}");
+        assert_eq!(response["ok"], false);
+        assert_eq!(response["error"]["code"], "invalid_json");
+        assert_eq!(response["error"]["stage"], "protocol_parse");
+        assert!(response.get("result").is_none());
+    }
+    let hello = client
+        .call(json!({"request_id": "still-open", "method": "hello"}))
+        .await;
+    assert_eq!(hello["ok"], true);
+    gw.shutdown().await;
+}
+
+/// A frame over 1 MiB is answered `frame_too_large` (stage `ipc_read`) and
+/// the connection closes; the gateway keeps serving others.
+#[tokio::test]
+async fn oversize_frame_closes_after_the_error_line() {
+    let gw = gateway(vec![]).await;
+    let stream = tokio::net::UnixStream::connect(&gw.path)
+        .await
+        .expect("connect");
+    let (read, mut write) = stream.into_split();
+    // Written from another task: the gateway stops reading half-way.
+    let writer = tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        let _ = write.write_all(&vec![b'x'; 2 * 1024 * 1024]).await;
+        write
+    });
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(read));
+    let line = tokio::time::timeout(PATIENCE, lines.next_line())
+        .await
+        .expect("in time")
+        .expect("read")
+        .expect("an error line");
+    let response: Value = serde_json::from_str(&line).expect("json");
+    assert_eq!(
+        response,
+        error(
+            "invalid-request",
+            "frame_too_large",
+            "ipc_read",
+            "frame exceeds the maximum of 1048576 bytes"
+        )
+    );
+    let after = tokio::time::timeout(PATIENCE, lines.next_line())
+        .await
+        .expect("closed in time");
+    assert!(matches!(after, Ok(None) | Err(_)), "{after:?}");
+    drop(writer.await);
+    let mut other = LegacyClient::connect(&gw.path).await;
+    assert_eq!(
+        other
+            .call(json!({"request_id": "h", "method": "hello"}))
+            .await["ok"],
+        true
+    );
+    gw.shutdown().await;
+}
+
+/// Bytes that are not UTF-8 are answered `invalid_utf8` and close the
+/// connection; the request pipelined behind them is never executed.
+#[tokio::test]
+async fn invalid_utf8_closes_and_executes_nothing_after_it() {
+    let gw = gateway(vec![sh("web", "exec sleep 1000")]).await;
+    let pause = command(
+        "p",
+        "pause_child",
+        command_params("pause_child", Some("/web"), false),
+    );
+    let mut bytes = b"\xff\xfe garbage\n".to_vec();
+    bytes.extend_from_slice(format!("{pause}\n").as_bytes());
+    let mut client = LegacyClient::connect(&gw.path).await;
+    client.send_raw(&bytes).await;
+    let response = client.recv().await;
+    assert_eq!(
+        response,
+        error(
+            "invalid-request",
+            "invalid_utf8",
+            "ipc_read",
+            "frame is not valid UTF-8 (invalid byte at offset 0)"
+        )
+    );
+    assert_eq!(
+        client.recv_line().await,
+        None,
+        "closed after the error line"
+    );
+    let record = gw.supervisor.child(&id("web")).await.expect("web");
+    assert_eq!(
+        record.state.as_str(),
+        "running",
+        "the pause after the bad line never ran"
+    );
+    gw.shutdown().await;
+}
+
+/// EOF in the middle of a line closes the connection without executing the
+/// partial request: no command event reaches the journal.
+#[tokio::test]
+async fn eof_mid_line_executes_nothing() {
+    let gw = gateway(vec![sh("web", "exec sleep 1000")]).await;
+    let mut client = LegacyClient::connect(&gw.path).await;
+    let pause = command(
+        "p",
+        "pause_child",
+        command_params("pause_child", Some("/web"), false),
+    );
+    client.send_raw(pause.to_string().as_bytes()).await;
+    client.finish_writing().await;
+    assert_eq!(client.recv_line().await, None, "closed without an answer");
+    let commands = gw
+        .supervisor
+        .events()
+        .tail(usize::MAX)
+        .iter()
+        .filter(|r| matches!(r.body.kind, EventKind::CommandAccepted { .. }))
+        .count();
+    assert_eq!(commands, 0);
+    gw.shutdown().await;
+}
+
+fn short_idle(path: &Path) -> LegacyOptions {
+    LegacyOptions {
+        idle_timeout: Duration::from_millis(200),
+        ..LegacyOptions::new(path.display().to_string())
+    }
+}
+
+/// A connection with no complete frame within the idle timeout is closed;
+/// one with an active subscription is not idle.
+#[tokio::test]
+async fn idle_connections_close_but_subscribers_stay() {
+    let gw = gateway_full(vec![], test_engine(), Limits::default(), short_idle).await;
+    let mut idle = LegacyClient::connect(&gw.path).await;
+    let mut subscriber = LegacyClient::connect(&gw.path).await;
+    let started = tokio::time::Instant::now();
+    assert_eq!(
+        idle.call(json!({"request_id": "1", "method": "hello"}))
+            .await["ok"],
+        true
+    );
+    let subscribed = subscriber
+        .call(json!({"request_id": "s", "method": "events.subscribe",
+                     "params": {"session_established": true}}))
+        .await;
+    assert_eq!(subscribed["ok"], true);
+    assert_eq!(
+        idle.recv_line().await,
+        None,
+        "the idle connection is closed"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(200));
+    // Well past the idle timeout, the subscriber still gets pushes.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let sequence = gw
+        .supervisor
+        .events()
+        .publish(Event::tree(EventKind::BackoffReset));
+    let push = subscriber.recv().await;
+    assert_eq!(
+        (push["type"].clone(), push["event"]["sequence"].clone()),
+        (json!("event"), json!(sequence))
+    );
+    drop(subscriber);
+    gw.shutdown().await;
+}
+
+/// 1,000 requests written at once on one connection are answered in
+/// request order.
+#[tokio::test]
+async fn thousand_pipelined_requests_answered_in_order() {
+    let gw = gateway(vec![sh("web", "exec sleep 1000")]).await;
+    let mut batch = String::new();
+    for i in 0..1000 {
+        let request_id = format!("r-{i}");
+        let request = match i % 4 {
+            0 => json!({"request_id": request_id, "method": "hello"}),
+            1 => json!({"request_id": request_id, "method": "state"}),
+            2 => json!({"request_id": request_id, "method": "nope"}),
+            _ => command(
+                &request_id,
+                "pause_child",
+                command_params("pause_child", Some("/web"), false),
+            ),
+        };
+        batch.push_str(&request.to_string());
+        batch.push('\n');
+    }
+    let stream = tokio::net::UnixStream::connect(&gw.path)
+        .await
+        .expect("connect");
+    let (read, mut write) = stream.into_split();
+    // Written from another task: answers flow back while requests are
+    // still being written, and neither side may wait for the other.
+    let writer = tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        write.write_all(batch.as_bytes()).await.expect("write");
+        write
+    });
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(read));
+    for i in 0..1000 {
+        let line = tokio::time::timeout(PATIENCE, lines.next_line())
+            .await
+            .expect("in time")
+            .expect("read")
+            .expect("a response");
+        let response: Value = serde_json::from_str(&line).expect("json");
+        assert_eq!(response["request_id"], format!("r-{i}"));
+        assert_eq!(response["ok"], i % 4 != 2, "{response}");
+    }
+    drop(writer.await);
+    gw.shutdown().await;
+}
+
+/// A restart through gRPC reaches a legacy subscriber as event pushes with
+/// the same sequences (and types) a gRPC SubscribeEvents stream carries.
+#[tokio::test]
+async fn event_pushes_match_the_grpc_stream() {
+    use supervisor_gateway::pb::subscribe_events_response::Item;
+    let gw = gateway(vec![sh("web", "exec sleep 1000")]).await;
+    running(&gw, "web", 1).await;
+    let mut legacy = LegacyClient::connect(&gw.path).await;
+    assert_eq!(
+        legacy.call(subscription("sub", "events.subscribe")).await["ok"],
+        true
+    );
+    let mut grpc = gw.client().await;
+    let mut stream = grpc
+        .journal
+        .subscribe_events(pb::SubscribeEventsRequest::default())
+        .await
+        .expect("subscribe")
+        .into_inner();
+    grpc.control
+        .restart_child(pb::RestartChildRequest {
+            child_id: "web".into(),
+            meta: Some(pb::CommandMeta {
+                reason: "parity".into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect("restart");
+    // Both collect from the command's acceptance to its completion.
+    let mut from_grpc = Vec::new();
+    loop {
+        let message = tokio::time::timeout(PATIENCE, stream.message())
+            .await
+            .expect("in time")
+            .expect("ok")
+            .expect("open");
+        let Some(Item::Event(event)) = message.item else {
+            panic!("unexpected gap");
+        };
+        let name = pb::EventType::try_from(event.event_type)
+            .expect("known type")
+            .as_str_name()
+            .trim_start_matches("EVENT_TYPE_")
+            .to_ascii_lowercase();
+        let done = name == "command_completed";
+        if name == "command_accepted" || !from_grpc.is_empty() {
+            from_grpc.push((event.sequence, name));
+        }
+        if done {
+            break;
+        }
+    }
+    let mut from_legacy = Vec::new();
+    loop {
+        let push = legacy.recv().await;
+        assert_eq!(push["type"], "event", "{push}");
+        let event = &push["event"];
+        let name = event["event_type"].as_str().expect("type").to_owned();
+        let done = name == "command_completed";
+        if name == "command_accepted" || !from_legacy.is_empty() {
+            from_legacy.push((event["sequence"].as_u64().expect("sequence"), name));
+        }
+        if done {
+            assert_eq!(event["target_path"], "/web");
+            assert_eq!(event["payload"]["command"], "restart_child");
+            assert_eq!(event["correlation_id"], event["payload"]["command_id"]);
+            break;
+        }
+    }
+    assert_eq!(from_legacy, from_grpc);
+    assert!(from_legacy.len() >= 4, "{from_legacy:?}");
+    drop(stream);
+    drop(legacy);
+    gw.shutdown().await;
+}
+
+/// `logs.tail` pushes captured output lines with journal sequences,
+/// interleaved with answers to later requests on the same connection.
+#[tokio::test]
+async fn log_pushes_interleave_with_responses() {
+    let gw = gateway(vec![sh("printer", "echo \"started\"; exec sleep 1000")]).await;
+    running(&gw, "printer", 1).await;
+    let mut client = LegacyClient::connect(&gw.path).await;
+    assert_eq!(
+        client.call(subscription("tail", "logs.tail")).await["ok"],
+        true
+    );
+    // The restart makes the child print again, while the command is answered.
+    let restart = command(
+        "r",
+        "restart_child",
+        command_params("restart_child", Some("/printer"), false),
+    );
+    client.send(&restart).await;
+    let (mut response, mut log) = (None, None);
+    while response.is_none() || log.is_none() {
+        let line = client.recv().await;
+        if line["type"] == "log" {
+            log = Some(line);
+        } else {
+            assert_eq!(line["request_id"], "r", "{line}");
+            response = Some(line);
+        }
+    }
+    let (response, log) = (response.unwrap_or_default(), log.unwrap_or_default());
+    assert_eq!(response["result"]["result"]["status"], "completed");
+    let record = gw
+        .supervisor
+        .logs()
+        .tail(10)
+        .into_iter()
+        .find(|r| r.body.generation == 2)
+        .expect("the second generation's line");
+    let log = &log["log"];
+    assert_eq!(log["sequence"], record.sequence);
+    assert_eq!(log["message"], "started");
+    assert_eq!(log["severity"], "info");
+    assert_eq!(
+        log["fields"],
+        json!({"child_id": "printer", "stream": "stdout", "generation": "2"})
+    );
+    drop(client);
+    gw.shutdown().await;
+}
+
+/// A gRPC client and a legacy client on the same socket at the same time,
+/// each served in its own protocol.
+#[tokio::test]
+async fn grpc_and_legacy_share_the_socket() {
+    let gw = gateway(vec![sh("web", "exec sleep 1000")]).await;
+    let mut legacy = LegacyClient::connect(&gw.path).await;
+    let mut grpc = gw.client().await.control;
+    let hello = legacy
+        .call(json!({"request_id": "1", "method": "hello"}))
+        .await;
+    assert_eq!(hello["result"]["protocol_version"], "dashboard-ipc.v1");
+    let info = grpc
+        .get_info(pb::GetInfoRequest {})
+        .await
+        .expect("GetInfo")
+        .into_inner();
+    assert_eq!(info.target_id, "test");
+    let paused = legacy
+        .call(command(
+            "2",
+            "pause_child",
+            command_params("pause_child", Some("/web"), false),
+        ))
+        .await;
+    assert_eq!(paused["result"]["result"]["status"], "completed");
+    let web = grpc
+        .get_child(pb::GetChildRequest {
+            child_id: "web".into(),
+        })
+        .await
+        .expect("GetChild")
+        .into_inner()
+        .child
+        .expect("record");
+    assert_eq!(web.state, pb::ChildState::Paused as i32);
+    let state = legacy
+        .call(json!({"request_id": "3", "method": "state"}))
+        .await;
+    assert_eq!(
+        state["result"]["state"]["runtime_state"][0]["lifecycle_state"],
+        "paused"
+    );
+    drop(legacy);
+    gw.shutdown().await;
+}
+
+/// `legacy = "off"`: a non-HTTP/2 client is closed without an answer while
+/// gRPC keeps working. A dedicated socket serves the adapter alone and is
+/// announced as `ipc_path`; its file goes away with the gateway.
+#[tokio::test]
+async fn legacy_off_and_dedicated_socket() {
+    let off = gateway_full(vec![], test_engine(), Limits::default(), |_| {
+        LegacyOptions::off()
+    })
+    .await;
+    let mut refused = LegacyClient::connect(&off.path).await;
+    refused
+        .send(&json!({"request_id": "1", "method": "hello"}))
+        .await;
+    assert_eq!(refused.recv_line().await, None);
+    let mut grpc = off.client().await.control;
+    grpc.get_info(pb::GetInfoRequest {})
+        .await
+        .expect("gRPC still served");
+    off.shutdown().await;
+
+    let dedicated_path = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let remembered = std::sync::Arc::clone(&dedicated_path);
+    let gw = gateway_full(vec![], test_engine(), Limits::default(), move |main| {
+        use supervisor_gateway::config::Config;
+        let path = main.with_file_name("legacy.sock");
+        *remembered.lock().expect("lock") = Some(path.clone());
+        let config = Config::parse(
+            &format!(
+                "[gateway]\nlegacy = \"{}\"\nbind = \"create_new\"\n",
+                path.display()
+            ),
+            "<test>",
+        )
+        .expect("config");
+        LegacyOptions::from_config(&config, &main.display().to_string()).expect("bind dedicated")
+    })
+    .await;
+    let path = dedicated_path.lock().expect("lock").clone().expect("path");
+    let mut client = LegacyClient::connect(&path).await;
+    let hello = client
+        .call(json!({"request_id": "1", "method": "hello"}))
+        .await;
+    assert_eq!(
+        hello["result"]["registration"]["ipc_path"],
+        path.display().to_string()
+    );
+    // The main socket still detects legacy clients too.
+    let mut main = LegacyClient::connect(&gw.path).await;
+    assert_eq!(
+        main.call(json!({"request_id": "2", "method": "hello"}))
+            .await["ok"],
+        true
+    );
+    drop((client, main));
+    gw.shutdown().await;
+    assert!(
+        !path.exists(),
+        "the dedicated socket is removed on shutdown"
+    );
+}
+
+/// A subscriber that does not read while thousands of events are published
+/// gets an `events_dropped` error push naming the lost range instead of
+/// unbounded buffering, and the stream continues right after the range.
+#[tokio::test]
+async fn slow_subscriber_gets_events_dropped_and_continues() {
+    let engine = supervisor_gateway::engine::EngineConfig {
+        events_capacity: 16,
+        ..test_engine()
+    };
+    let gw = gateway_full(vec![], engine, Limits::default(), |path| {
+        LegacyOptions::new(path.display().to_string())
+    })
+    .await;
+    let mut client = LegacyClient::connect(&gw.path).await;
+    assert_eq!(
+        client.call(subscription("s", "events.subscribe")).await["ok"],
+        true
+    );
+    let journal = gw.supervisor.events();
+    let first = journal.last_sequence() + 1;
+    for _ in 0..20_000 {
+        journal.publish(Event::tree(EventKind::BackoffReset));
+    }
+    let last = journal.publish(Event::tree(EventKind::ShutdownStarted));
+    // Every sequence from `first` to `last` is either pushed or reported.
+    let (mut expected, mut gaps) = (first, 0);
+    while expected <= last {
+        let push = client.recv().await;
+        match push["type"].as_str() {
+            Some("event") => {
+                assert_eq!(push["event"]["sequence"], expected, "no silent hole");
+                expected += 1;
+            }
+            Some("error") => {
+                assert_eq!(push["error"]["code"], "events_dropped");
+                assert_eq!(push["error"]["stage"], "subscription");
+                let dropped = &push["dropped"];
+                assert_eq!(dropped["first_missing"], expected);
+                let last_missing = dropped["last_missing"].as_u64().expect("range");
+                assert_eq!(dropped["count"], last_missing - expected + 1);
+                assert_eq!(dropped["reason"], "lagged");
+                assert!(
+                    push["error"]["message"]
+                        .as_str()
+                        .expect("message")
+                        .contains(&format!("sequences {expected} to {last_missing}"))
+                );
+                expected = last_missing + 1;
+                gaps += 1;
+            }
+            other => panic!("unexpected line {other:?}: {push}"),
+        }
+    }
+    assert!(gaps >= 1, "20,000 unread events cannot all fit the buffers");
+    // Caught up: the next event is pushed as usual.
+    let next = journal.publish(Event::tree(EventKind::BackoffReset));
+    assert_eq!(client.recv().await["event"]["sequence"], next);
+    drop(client);
+    gw.shutdown().await;
+}
+
+async fn registration_state(path: &Path) -> (Value, Value) {
+    let mut client = LegacyClient::connect(path).await;
+    let state = client
+        .call(json!({"request_id": "s", "method": "state"}))
+        .await;
+    let target = &state["result"]["state"]["target"];
+    (
+        target["registration_state"].clone(),
+        target["connection_state"].clone(),
+    )
+}
+
+/// The registration payload is upserted to the relay once per interval,
+/// and `state` reports the registration as live.
+#[tokio::test]
+async fn registration_upserts_repeat_at_the_interval() {
+    let relay = Relay::bind();
+    let interval = Duration::from_millis(100);
+    let gw = gateway_full(
+        vec![sh("web", "exec sleep 1000")],
+        test_engine(),
+        Limits::default(),
+        |main| relay.options(main, interval),
+    )
+    .await;
+    let mut arrivals = Vec::new();
+    for _ in 0..3 {
+        let (payload, at) = relay.upsert(ack(true, false)).await;
+        assert_eq!(payload["target_id"], "test");
+        assert_eq!(payload["display_name"], "sgw");
+        assert_eq!(payload["ipc_path"], gw.path.display().to_string());
+        assert_eq!(payload["lease_seconds"], 5);
+        assert_eq!(
+            payload["supported_commands"].as_array().map(Vec::len),
+            Some(7)
+        );
+        arrivals.push(at);
+    }
+    for pair in arrivals.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(
+            gap >= interval / 2,
+            "upserts {gap:?} apart, interval {interval:?}"
+        );
+    }
+    assert_eq!(
+        registration_state(&gw.path).await,
+        (json!("active"), json!("registered"))
+    );
+    gw.shutdown().await;
+}
+
+/// A retryable rejection is retried on the next tick; a non-retryable one
+/// stops the heartbeat for good, and `state` says so. Serving is unaffected.
+#[tokio::test]
+async fn non_retryable_rejection_stops_the_heartbeat() {
+    let relay = Relay::bind();
+    let interval = Duration::from_millis(200);
+    let gw = gateway_full(vec![], test_engine(), Limits::default(), |main| {
+        relay.options(main, interval)
+    })
+    .await;
+    relay.upsert(ack(true, false)).await;
+    relay.upsert(ack(false, true)).await;
+    relay.upsert(ack(false, false)).await;
+    // Five intervals without an upsert: the heartbeat has stopped.
+    let more = tokio::time::timeout(interval * 5, relay.listener.accept()).await;
+    assert!(more.is_err(), "an upsert after a non-retryable rejection");
+    assert_eq!(
+        registration_state(&gw.path).await,
+        (json!("rejected"), json!("unavailable"))
+    );
+    gw.shutdown().await;
+}
+
+/// Classification happens per connection: a client that sends nothing is
+/// closed after the classification timeout, and while it is pending the
+/// accept loop keeps serving others.
+#[tokio::test]
+async fn silent_connection_is_closed_without_blocking_others() {
+    use supervisor_gateway::transport::listener::CLASSIFY_TIMEOUT;
+    let gw = gateway(vec![]).await;
+    let started = tokio::time::Instant::now();
+    let mut silent = LegacyClient::connect(&gw.path).await;
+    let mut other = LegacyClient::connect(&gw.path).await;
+    assert_eq!(
+        other
+            .call(json!({"request_id": "1", "method": "hello"}))
+            .await["ok"],
+        true
+    );
+    assert!(
+        started.elapsed() < CLASSIFY_TIMEOUT,
+        "served while the other was pending"
+    );
+    assert_eq!(silent.recv_line().await, None);
+    assert!(started.elapsed() >= CLASSIFY_TIMEOUT);
+    drop(other);
+    gw.shutdown().await;
+}
+
+/// Legacy connections count against `max_connections` like gRPC ones.
+#[tokio::test]
+async fn legacy_connections_share_the_connection_limit() {
+    let limits = Limits {
+        max_connections: 2,
+        ..Limits::default()
+    };
+    let gw = gateway_with(vec![], limits).await;
+    let mut first = LegacyClient::connect(&gw.path).await;
+    let mut second = LegacyClient::connect(&gw.path).await;
+    for client in [&mut first, &mut second] {
+        assert_eq!(
+            client
+                .call(json!({"request_id": "1", "method": "hello"}))
+                .await["ok"],
+            true
+        );
+    }
+    let mut third = LegacyClient::connect(&gw.path).await;
+    third
+        .send(&json!({"request_id": "3", "method": "hello"}))
+        .await;
+    assert_eq!(third.recv_line().await, None, "over the limit: closed");
+    drop(first);
+    // The freed slot is usable again (the close is noticed asynchronously).
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let mut again = LegacyClient::connect(&gw.path).await;
+        again
+            .send(&json!({"request_id": "4", "method": "hello"}))
+            .await;
+        if again.recv_line().await.is_some() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the slot was never freed"
+        );
+    }
+    drop(second);
+    gw.shutdown().await;
+}
+
+/// On shutdown a subscriber receives the shutdown's events, then a final
+/// `shutting_down` error push, then the connection closes and the gateway
+/// finishes draining.
+#[tokio::test]
+async fn subscribers_see_the_shutdown_then_close() {
+    let gw = gateway(vec![sh("web", "exec sleep 1000")]).await;
+    let mut client = LegacyClient::connect(&gw.path).await;
+    assert_eq!(
+        client.call(subscription("s", "events.subscribe")).await["ok"],
+        true
+    );
+    gw.shutdown().await;
+    let mut types = Vec::new();
+    while let Some(line) = client.recv_line().await {
+        let push: Value = serde_json::from_str(&line).expect("json");
+        types.push(match push["type"].as_str() {
+            Some("event") => push["event"]["event_type"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            _ => push["error"]["code"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        });
+    }
+    assert!(
+        types.contains(&"shutdown_completed".to_owned()),
+        "{types:?}"
+    );
+    assert_eq!(types.last().map(String::as_str), Some("shutting_down"));
+}
