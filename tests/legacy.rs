@@ -315,17 +315,29 @@ async fn golden_commands() {
         ),
     )
     .await;
-    golden(
-        &mut client,
-        command("a-2", "add_child", add),
-        command_failed(
-            "a-2",
-            "add_child",
-            "child_already_exists",
-            "a child named extra already exists",
-        ),
-    )
-    .await;
+    // The same command_id and payload again is a replay: the first answer,
+    // nothing executed twice (same correlation id cmd-6).
+    let mut replay = add.clone();
+    replay["command_id"] = json!(command_id("add_child", "a-1"));
+    let mut replayed = command_ok(
+        "a-1b",
+        "add_child",
+        "added",
+        6,
+        Some(("extra", "stopped", 0, 0)),
+    );
+    replayed["result"]["result"]["command_id"] = json!(command_id("add_child", "a-1"));
+    golden(&mut client, command("a-1b", "add_child", replay), replayed).await;
+    let mut again = add;
+    again["command_id"] = json!("c-add_child-2");
+    let mut duplicate = command_failed(
+        "a-2",
+        "add_child",
+        "child_already_exists",
+        "a child named extra already exists",
+    );
+    duplicate["result"]["result"]["command_id"] = json!("c-add_child-2");
+    golden(&mut client, command("a-2", "add_child", again), duplicate).await;
     let mut toml_add = command_params("add_child", Some("/other"), true);
     toml_add["target"]["child_manifest"] = json!("id = \"extra2\"\ncommand = [\"true\"]\n");
     golden(

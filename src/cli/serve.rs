@@ -13,8 +13,9 @@ use super::{EXIT_FAILED, EXIT_USAGE, LogFormat};
 use crate::config::Config;
 use crate::control::ControlPlane;
 use crate::engine::Supervisor;
-use crate::transport::grpc::{self, Limits};
+use crate::transport::grpc::{self, GatewayOptions, Limits};
 use crate::transport::legacy::LegacyOptions;
+use crate::transport::security::Security;
 use crate::transport::socket::{BindOptions, BoundSocket};
 
 fn init_tracing(format: LogFormat) {
@@ -114,11 +115,15 @@ async fn serve(config: Config, socket_flag: Option<PathBuf>) -> ExitCode {
         idle_timeout: config.gateway.idle_timeout,
     };
     let stopping = CancellationToken::new();
+    let options = GatewayOptions {
+        limits,
+        legacy,
+        security: Arc::new(Security::new(config.security.clone())),
+    };
     let mut server = tokio::spawn(grpc::serve_with(
         Arc::new(supervisor.clone()),
         listener,
-        limits,
-        legacy,
+        options,
         stopping.clone(),
     ));
     println!(

@@ -19,6 +19,7 @@ pub use registration::RegistrationConfig;
 
 use crate::engine::{ChildSet, EngineConfig};
 use crate::model::ChildSpec;
+use crate::transport::security::SecurityConfig;
 
 /// A loaded, validated configuration.
 #[derive(Debug, Clone)]
@@ -26,6 +27,7 @@ pub struct Config {
     pub gateway: GatewayConfig,
     pub journal: JournalConfig,
     pub registration: RegistrationConfig,
+    pub security: SecurityConfig,
     pub children: ChildSet,
 }
 
@@ -38,6 +40,8 @@ struct RawConfig {
     journal: JournalConfig,
     #[serde(default)]
     registration: RegistrationConfig,
+    #[serde(default)]
+    security: SecurityConfig,
     #[serde(default, rename = "child")]
     children: Vec<toml::Spanned<ChildSpec>>,
 }
@@ -95,6 +99,9 @@ impl Config {
         raw.journal
             .validate()
             .map_err(|message| at(None, format!("[journal] {message}")))?;
+        raw.security
+            .validate()
+            .map_err(|message| at(None, format!("[security] {message}")))?;
         raw.registration
             .validate()
             .map_err(|message| at(None, format!("[registration] {message}")))?;
@@ -126,6 +133,7 @@ impl Config {
             gateway: raw.gateway,
             journal: raw.journal,
             registration: raw.registration,
+            security: raw.security,
             children,
         })
     }
@@ -234,5 +242,22 @@ mod tests {
         let cycle = "[[child]]\nid = \"a\"\ncommand = [\"true\"]\ndepends_on = [\"b\"]\n[[child]]\nid = \"b\"\ncommand = [\"true\"]\ndepends_on = [\"a\"]\n";
         let error = Config::parse(cycle, "x.toml").expect_err("cycle");
         assert!(error.message.contains("cycle"), "{error}");
+    }
+
+    #[test]
+    fn security_table_is_checked() {
+        let ok = "[security]\nallowed_uids = [1000]\n[security.write]\nuids = [1000]\n[security.rate_limit]\nper_second = 5\nburst = 2\n[security.audit]\npath = \"/var/log/sgw-audit.log\"\non_failure = \"continue\"\n[security.add_child]\nallowed_commands = [\"/usr/bin/python3\"]\n";
+        let config = Config::parse(ok, "x.toml").expect("valid security");
+        assert_eq!(config.security.allowed_uids, [1000]);
+        assert_eq!(config.security.rate_limit.burst, 2);
+        let unknown =
+            Config::parse("[security.write]\nusers = [1]\n", "x.toml").expect_err("unknown key");
+        assert!(unknown.message.contains("users"), "{unknown}");
+        let relative = Config::parse(
+            "[security.add_child]\nallowed_commands = [\"sh\"]\n",
+            "x.toml",
+        )
+        .expect_err("relative path");
+        assert!(relative.message.contains("absolute"), "{relative}");
     }
 }

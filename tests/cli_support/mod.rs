@@ -26,6 +26,9 @@ pub const TWO_CHILDREN: &str = r#"
 [gateway]
 target_id = "cli-test"
 
+[security.add_child]
+allowed_commands = ["/bin/sh"]
+
 [[child]]
 id = "alpha"
 command = ["/bin/sh", "-c", "echo alpha up; exec sleep 1000"]

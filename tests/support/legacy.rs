@@ -157,9 +157,19 @@ pub fn command_params(command: &str, child_path: Option<&str>, confirmed: bool) 
     })
 }
 
-/// A `command.*` request.
-pub fn command(request_id: &str, method: &str, params: Value) -> Value {
+/// A `command.*` request. The default `command_id` from [`command_params`]
+/// is made unique per request (`c-{method}-{request_id}`): command ids are
+/// idempotency keys, and reusing one is a replay or a conflict.
+pub fn command(request_id: &str, method: &str, mut params: Value) -> Value {
+    if params["command_id"] == json!(format!("c-{method}")) {
+        params["command_id"] = json!(command_id(method, request_id));
+    }
     json!({"request_id": request_id, "method": format!("command.{method}"), "params": params})
+}
+
+/// The command id [`command`] gives a request that kept the default.
+pub fn command_id(method: &str, request_id: &str) -> String {
+    format!("c-{method}-{request_id}")
 }
 
 /// The legacy runtime view of a child the way `state` and command results
@@ -211,7 +221,7 @@ pub fn command_ok(
         .unwrap_or((Value::Null, Value::Null));
     json!({"request_id": request_id, "ok": true, "result": {
         "type": "command_result", "target_id": "test", "result": {
-            "command_id": format!("c-{command}"), "target_id": "test", "accepted": true,
+            "command_id": command_id(command, request_id), "target_id": "test", "accepted": true,
             "status": "completed", "error": null,
             "state_delta": {"command": command, "outcome": outcome,
                             "correlation_id": format!("cmd-{correlation}"),
@@ -223,7 +233,7 @@ pub fn command_ok(
 pub fn command_failed(request_id: &str, command: &str, reason: &str, message: &str) -> Value {
     json!({"request_id": request_id, "ok": true, "result": {
         "type": "command_result", "target_id": "test", "result": {
-            "command_id": format!("c-{command}"), "target_id": "test", "accepted": false,
+            "command_id": command_id(command, request_id), "target_id": "test", "accepted": false,
             "status": "failed",
             "error": {"code": "command_failed", "stage": "command_dispatch", "target_id": "test",
                       "message": message, "retryable": false, "reason": reason},

@@ -151,6 +151,14 @@ pub fn test_engine() -> EngineConfig {
     }
 }
 
+/// The security settings every test gateway uses unless told otherwise:
+/// the defaults, plus `/bin/sh` allowed for AddChild.
+pub fn test_security() -> supervisor_gateway::transport::security::SecurityConfig {
+    let mut security = supervisor_gateway::transport::security::SecurityConfig::default();
+    security.add_child.allowed_commands = vec!["/bin/sh".into()];
+    security
+}
+
 /// A gateway with explicit engine and legacy settings; `legacy` gets the
 /// main socket's path (for `ipc_path`, or to place a dedicated socket
 /// beside it).
@@ -160,12 +168,30 @@ pub async fn gateway_full(
     limits: supervisor_gateway::transport::grpc::Limits,
     legacy: impl FnOnce(&std::path::Path) -> supervisor_gateway::transport::legacy::LegacyOptions,
 ) -> TestGateway {
+    gateway_secured(specs, engine, limits, legacy, test_security(), 0o600).await
+}
+
+/// A gateway with explicit security settings and socket mode. Its
+/// directory is world-traversable (0755) so tests can connect as other
+/// uids; the socket mode decides who may.
+pub async fn gateway_secured(
+    specs: Vec<ChildSpec>,
+    engine: EngineConfig,
+    limits: supervisor_gateway::transport::grpc::Limits,
+    legacy: impl FnOnce(&std::path::Path) -> supervisor_gateway::transport::legacy::LegacyOptions,
+    security: supervisor_gateway::transport::security::SecurityConfig,
+    socket_mode: u32,
+) -> TestGateway {
+    use std::os::unix::fs::PermissionsExt;
     use supervisor_gateway::transport::socket::{BindMode, BindOptions, BoundSocket, SocketMode};
     let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
     let path = dir.path().join("sgw.sock");
     let bound = BoundSocket::bind(&BindOptions {
         path: path.clone(),
-        mode: SocketMode::default(),
+        mode: format!("{socket_mode:04o}")
+            .parse::<SocketMode>()
+            .expect("mode"),
         bind: BindMode::CreateNew,
     })
     .expect("bind test socket");
@@ -173,11 +199,17 @@ pub async fn gateway_full(
     let legacy = legacy(&path);
     let supervisor = start_with(engine, specs);
     let stop = tokio_util::sync::CancellationToken::new();
+    let options = supervisor_gateway::transport::grpc::GatewayOptions {
+        limits,
+        legacy,
+        security: Arc::new(supervisor_gateway::transport::security::Security::new(
+            security,
+        )),
+    };
     let server = tokio::spawn(supervisor_gateway::transport::grpc::serve_with(
         Arc::new(supervisor.clone()),
         listener,
-        limits,
-        legacy,
+        options,
         stop.clone(),
     ));
     TestGateway {
@@ -191,6 +223,16 @@ pub async fn gateway_full(
 }
 
 impl TestGateway {
+    /// The child's current generation, read in-process.
+    pub async fn supervisor_child_generation(&self, child: &str) -> u64 {
+        use supervisor_gateway::control::ControlPlane;
+        self.supervisor
+            .child(&id(child))
+            .await
+            .expect("child exists")
+            .generation
+    }
+
     /// Publishes synthetic events straight into the journal (for eviction
     /// and throughput tests that need many records fast).
     pub fn supervisor_events_publish(&self, n: u32) {

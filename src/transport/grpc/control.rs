@@ -27,11 +27,13 @@ impl<C: ControlPlane> ControlApi<C> {
         self.shared.status(error)
     }
 
-    /// Runs a command on behalf of `peer`. An empty `requested_by` is
-    /// filled from the kernel's word on who the caller is.
+    /// Runs a command on behalf of `peer` through the security pipeline
+    /// (allowlist, idempotency, audit). An empty `requested_by` is filled
+    /// from the kernel's word on who the caller is.
     async fn command(
         &self,
-        peer: &PeerIdentity,
+        peer: &Arc<PeerIdentity>,
+        method: &str,
         command: Result<Command, ControlError>,
         meta: Option<pb::CommandMeta>,
     ) -> Result<pb::CommandResult, Status> {
@@ -42,13 +44,14 @@ impl<C: ControlPlane> ControlApi<C> {
         let request = command
             .and_then(|command| CommandRequest::new(command, meta))
             .map_err(|e| self.status(&e))?;
-        let report = self
+        let method = format!("grpc:/supervisor.gateway.v1.ControlService/{method}");
+        let (report, replayed) = self
             .shared
-            .control
-            .execute(request)
+            .security
+            .run_command(&self.shared.control, peer, &method, request)
             .await
-            .map_err(|e| self.status(&e))?;
-        Ok(conv::report(&report))
+            .map_err(|refusal| self.shared.refusal(&refusal))?;
+        Ok(conv::report(&report, replayed))
     }
 
     fn child_id(&self, raw: &str) -> Result<crate::model::ChildId, ControlError> {
@@ -131,7 +134,9 @@ impl<C: ControlPlane> ControlService for ControlApi<C> {
         let caller = peer(&request)?;
         let body = request.into_inner();
         let command = self.child_id(&body.child_id).map(Command::Restart);
-        let result = self.command(&caller, command, body.meta).await?;
+        let result = self
+            .command(&caller, "RestartChild", command, body.meta)
+            .await?;
         Ok(Response::new(pb::RestartChildResponse {
             result: Some(result),
         }))
@@ -144,7 +149,9 @@ impl<C: ControlPlane> ControlService for ControlApi<C> {
         let caller = peer(&request)?;
         let body = request.into_inner();
         let command = self.child_id(&body.child_id).map(Command::Pause);
-        let result = self.command(&caller, command, body.meta).await?;
+        let result = self
+            .command(&caller, "PauseChild", command, body.meta)
+            .await?;
         Ok(Response::new(pb::PauseChildResponse {
             result: Some(result),
         }))
@@ -157,7 +164,9 @@ impl<C: ControlPlane> ControlService for ControlApi<C> {
         let caller = peer(&request)?;
         let body = request.into_inner();
         let command = self.child_id(&body.child_id).map(Command::Resume);
-        let result = self.command(&caller, command, body.meta).await?;
+        let result = self
+            .command(&caller, "ResumeChild", command, body.meta)
+            .await?;
         Ok(Response::new(pb::ResumeChildResponse {
             result: Some(result),
         }))
@@ -170,7 +179,9 @@ impl<C: ControlPlane> ControlService for ControlApi<C> {
         let caller = peer(&request)?;
         let body = request.into_inner();
         let command = self.child_id(&body.child_id).map(Command::Quarantine);
-        let result = self.command(&caller, command, body.meta).await?;
+        let result = self
+            .command(&caller, "QuarantineChild", command, body.meta)
+            .await?;
         Ok(Response::new(pb::QuarantineChildResponse {
             result: Some(result),
         }))
@@ -183,7 +194,9 @@ impl<C: ControlPlane> ControlService for ControlApi<C> {
         let caller = peer(&request)?;
         let body = request.into_inner();
         let command = self.child_id(&body.child_id).map(Command::Remove);
-        let result = self.command(&caller, command, body.meta).await?;
+        let result = self
+            .command(&caller, "RemoveChild", command, body.meta)
+            .await?;
         Ok(Response::new(pb::RemoveChildResponse {
             result: Some(result),
         }))
@@ -203,7 +216,9 @@ impl<C: ControlPlane> ControlService for ControlApi<C> {
             })
             .and_then(conv::spec_from_pb)
             .map(|spec| Command::Add(Box::new(spec)));
-        let result = self.command(&caller, command, body.meta).await?;
+        let result = self
+            .command(&caller, "AddChild", command, body.meta)
+            .await?;
         Ok(Response::new(pb::AddChildResponse {
             result: Some(result),
         }))
@@ -216,10 +231,25 @@ impl<C: ControlPlane> ControlService for ControlApi<C> {
         let caller = peer(&request)?;
         let body = request.into_inner();
         let result = self
-            .command(&caller, Ok(Command::Shutdown), body.meta)
+            .command(&caller, "ShutdownTree", Ok(Command::Shutdown), body.meta)
             .await?;
         Ok(Response::new(pb::ShutdownTreeResponse {
             result: Some(result),
+        }))
+    }
+
+    async fn get_audit_log(
+        &self,
+        request: Request<pb::GetAuditLogRequest>,
+    ) -> Result<Response<pb::GetAuditLogResponse>, Status> {
+        peer(&request)?;
+        let limit = match request.get_ref().limit {
+            0 => 1_000,
+            n => n.min(1_000),
+        };
+        let records = self.shared.security.audit().recent(limit as usize);
+        Ok(Response::new(pb::GetAuditLogResponse {
+            records: records.iter().map(conv::audit_record).collect(),
         }))
     }
 }

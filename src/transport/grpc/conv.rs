@@ -12,6 +12,7 @@ use crate::model::{
 };
 use crate::pb;
 use crate::pb::event::Detail;
+use crate::transport::security::AuditRecord;
 
 pub fn timestamp(time: SystemTime) -> prost_types::Timestamp {
     prost_types::Timestamp::from(time)
@@ -178,13 +179,38 @@ pub fn snapshot(snapshot: &StateSnapshot) -> pb::GetStateResponse {
     }
 }
 
-pub fn report(report: &CommandReport) -> pb::CommandResult {
+/// `replayed`: the report is the first answer to a repeated request id.
+pub fn report(report: &CommandReport, replayed: bool) -> pb::CommandResult {
     pb::CommandResult {
         command_id: report.command_id.clone(),
         command: command_type(report.command) as i32,
         outcome: report.outcome.clone(),
         child: report.child.as_ref().map(record),
         completed_at: Some(timestamp(report.completed_at)),
+        replayed,
+    }
+}
+
+pub fn audit_record(record: &AuditRecord) -> pb::AuditRecord {
+    pb::AuditRecord {
+        time: Some(timestamp(
+            SystemTime::UNIX_EPOCH + Duration::from_millis(record.time_ms),
+        )),
+        caller: Some(pb::PeerIdentity {
+            uid: record.uid,
+            gid: record.gid,
+            pid: record.pid.unwrap_or_default(),
+            user_name: record.user_name.clone().unwrap_or_default(),
+            connection_id: record.connection_id,
+        }),
+        executable: record.executable.clone().unwrap_or_default(),
+        same_process: record.same_process,
+        method: record.method.clone(),
+        request_id: record.request_id.clone(),
+        requested_by: record.requested_by.clone(),
+        reason: record.reason.clone(),
+        decision: record.decision.to_owned(),
+        outcome: record.outcome.clone(),
     }
 }
 

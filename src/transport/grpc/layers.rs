@@ -9,8 +9,9 @@ use http::{HeaderValue, Request, Response};
 use tonic::Code;
 use tower::{Layer, Service};
 
-use super::status::with_details;
+use super::status::{denial_to_status, with_details};
 use crate::transport::peer::ConnectionInfo;
+use crate::transport::security::{MethodClass, Security};
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
@@ -144,6 +145,79 @@ where
                 }
             }
             Ok(response)
+        })
+    }
+}
+
+/// Control points 1-3 and 6 for every gRPC call, health and reflection
+/// included: may this peer connect, call this class of method, at this
+/// rate. Refusals are answered here (trailers-only), before any handler.
+#[derive(Debug, Clone)]
+pub struct SecurityLayer {
+    security: std::sync::Arc<Security>,
+    domain: std::sync::Arc<str>,
+}
+
+impl SecurityLayer {
+    pub fn new(security: std::sync::Arc<Security>, domain: &str) -> Self {
+        Self {
+            security,
+            domain: domain.into(),
+        }
+    }
+}
+
+impl<S> Layer<S> for SecurityLayer {
+    type Service = Secured<S>;
+    fn layer(&self, inner: S) -> Secured<S> {
+        Secured {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Secured<S> {
+    inner: S,
+    layer: SecurityLayer,
+}
+
+impl<S, B, R> Service<Request<B>> for Secured<S>
+where
+    S: Service<Request<B>, Response = Response<R>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+    R: Default + Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<S::Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        // The ready inner service handles this call; a clone takes its place.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let layer = self.layer.clone();
+        Box::pin(async move {
+            let peer = request
+                .extensions()
+                .get::<ConnectionInfo>()
+                .and_then(|i| i.peer.clone());
+            // Without credentials the interceptor answers UNAUTHENTICATED.
+            if let Some(peer) = peer {
+                let path = request.uri().path();
+                let class = MethodClass::of_grpc_path(path);
+                let method = || format!("grpc:{path}");
+                if let Err(denial) = layer.security.check_call(&peer, method, class).await {
+                    return Ok(denial_to_status(&denial, &layer.domain).into_http());
+                }
+            }
+            inner.call(request).await
         })
     }
 }

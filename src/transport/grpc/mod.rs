@@ -27,6 +27,7 @@ use crate::pb::journal_service_server::JournalServiceServer;
 use crate::transport::legacy::{Adapter, LegacyOptions};
 use crate::transport::listener::{AcceptLimits, Acceptor};
 use crate::transport::peer::{ConnectionInfo, PeerIdentity};
+use crate::transport::security::{Refusal, Security};
 
 /// The limits the gateway enforces (and reports in `GetInfo`).
 #[derive(Debug, Clone)]
@@ -54,11 +55,38 @@ pub(crate) struct Shared<C> {
     control: Arc<C>,
     limits: Limits,
     target_id: String,
+    security: Arc<Security>,
 }
 
 impl<C> Shared<C> {
     fn status(&self, error: &ControlError) -> Status {
         status::to_status(error, &self.target_id)
+    }
+
+    fn refusal(&self, refusal: &Refusal) -> Status {
+        match refusal {
+            Refusal::Denied(denial) => status::denial_to_status(denial, &self.target_id),
+            Refusal::Failed(error) => self.status(error),
+        }
+    }
+}
+
+/// Everything `serve_with` needs besides the control plane and the socket.
+#[derive(Debug)]
+pub struct GatewayOptions {
+    pub limits: Limits,
+    pub legacy: LegacyOptions,
+    pub security: Arc<Security>,
+}
+
+impl GatewayOptions {
+    /// Default limits and security, legacy on the main socket.
+    pub fn new(limits: Limits) -> Self {
+        Self {
+            limits,
+            legacy: LegacyOptions::new(""),
+            security: Arc::new(Security::default()),
+        }
     }
 }
 
@@ -106,7 +134,7 @@ pub async fn serve<C: ControlPlane>(
     limits: Limits,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
-    serve_with(control, listener, limits, LegacyOptions::new(""), shutdown).await
+    serve_with(control, listener, GatewayOptions::new(limits), shutdown).await
 }
 
 /// Serves the gateway on `listener` (gRPC, and the legacy adapter for
@@ -118,15 +146,20 @@ pub async fn serve<C: ControlPlane>(
 pub async fn serve_with<C: ControlPlane>(
     control: Arc<C>,
     listener: UnixListener,
-    limits: Limits,
-    legacy: LegacyOptions,
+    options: GatewayOptions,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
+    let GatewayOptions {
+        limits,
+        legacy,
+        security,
+    } = options;
     let target_id = control.info().target_id;
     let shared = Arc::new(Shared {
         control,
         limits: limits.clone(),
         target_id: target_id.clone(),
+        security: Arc::clone(&security),
     });
     let control_service = ControlServiceServer::new(ControlApi::new(Arc::clone(&shared)))
         .max_decoding_message_size(limits.max_request_bytes)
@@ -171,7 +204,7 @@ pub async fn serve_with<C: ControlPlane>(
     let stop = shutdown.child_token();
     let adapter = legacy
         .is_enabled()
-        .then(|| Adapter::new(Arc::clone(&shared.control), &legacy));
+        .then(|| Adapter::new(Arc::clone(&shared.control), &legacy, Arc::clone(&security)));
     let acceptor = Acceptor::new(
         AcceptLimits {
             max_connections: limits.max_connections,
@@ -195,6 +228,7 @@ pub async fn serve_with<C: ControlPlane>(
         .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
         .layer(layers::TraceLayer)
         .layer(layers::SizeLimitStatusLayer::new(&target_id))
+        .layer(layers::SecurityLayer::new(security, &target_id))
         .add_service(InterceptedService::new(control_service, identify))
         .add_service(InterceptedService::new(journal_service, identify))
         .add_service(health_service)

@@ -8,6 +8,7 @@ use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::control::ControlError;
+use crate::transport::security::Denial;
 
 /// The `ErrorInfo.domain` of every error: the gateway's target id.
 pub fn to_status(error: &ControlError, target_id: &str) -> Status {
@@ -26,6 +27,25 @@ pub fn to_status(error: &ControlError, target_id: &str) -> Status {
     };
     let retry = error.is_retryable().then_some(Duration::from_secs(1));
     with_details(code, error.to_string(), error.code(), target_id, retry)
+}
+
+/// `Denial` → `tonic::Status`: the security pipeline's refusals.
+pub fn denial_to_status(denial: &Denial, target_id: &str) -> Status {
+    let code = match denial {
+        Denial::PeerNotAllowed { .. }
+        | Denial::NotAuthorized { .. }
+        | Denial::CommandNotAllowed { .. } => Code::PermissionDenied,
+        Denial::RateLimited { .. } => Code::ResourceExhausted,
+        Denial::RequestIdConflict { .. } => Code::AlreadyExists,
+        Denial::AuditUnavailable { .. } => Code::Unavailable,
+    };
+    with_details(
+        code,
+        denial.to_string(),
+        denial.code(),
+        target_id,
+        denial.retry_after(),
+    )
 }
 
 /// A status with `ErrorInfo` (and `RetryInfo` when `retry_after` is set).

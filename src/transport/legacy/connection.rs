@@ -87,7 +87,7 @@ impl<C: ControlPlane> Adapter<C> {
                     return;
                 }
             };
-            let handled = self.handle(&text, peer.as_deref()).await;
+            let handled = self.handle(&text, peer.as_ref()).await;
             if outbox.send(handled.response).await.is_err() {
                 return;
             }

@@ -6,6 +6,10 @@
 //! outcome, the same journal events and the same error (as `reason`) on
 //! both protocols.
 
+use std::sync::Arc;
+
+use super::error::denial_to_legacy;
+use crate::transport::security::Refusal;
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
@@ -60,7 +64,7 @@ impl<C: ControlPlane> Adapter<C> {
         ErrorObject::protocol(code, stage, self.target_id(), message)
     }
 
-    pub(super) async fn handle(&self, text: &str, peer: Option<&PeerIdentity>) -> Handled {
+    pub(super) async fn handle(&self, text: &str, peer: Option<&Arc<PeerIdentity>>) -> Handled {
         let request: Request = match serde_json::from_str(text) {
             Ok(request) => request,
             Err(error) => {
@@ -77,22 +81,32 @@ impl<C: ControlPlane> Adapter<C> {
             method,
             params,
         } = request;
-        if peer.is_none() {
+        let Some(peer) = peer else {
             let error = self.protocol_error(
                 ErrorCode::Unauthenticated,
                 Stage::IpcConnect,
                 "the kernel reported no peer credentials for this connection".to_owned(),
             );
             return Handled::reply(Response::error(request_id, error));
-        }
-        let Some(method) = Method::parse(&method) else {
+        };
+        let method_name = method;
+        let Some(method) = Method::parse(&method_name) else {
             let error = self.protocol_error(
                 ErrorCode::UnsupportedMethod,
                 Stage::ProtocolParse,
-                format!("unsupported method {method:?}"),
+                format!("unsupported method {method_name:?}"),
             );
             return Handled::reply(Response::error(request_id, error));
         };
+        let audited_name = || format!("legacy:{method_name}");
+        if let Err(denial) = self
+            .security()
+            .check_call(peer, audited_name, method.class())
+            .await
+        {
+            let error = denial_to_legacy(&denial, self.target_id());
+            return Handled::reply(Response::error(request_id, error));
+        }
         let params = params.unwrap_or_default();
         let target_id = self.target_id().to_owned();
         let (result, subscribe) = match method {
@@ -114,7 +128,7 @@ impl<C: ControlPlane> Adapter<C> {
                 Ok((reply, subscribe)) => (Ok(reply), Some(subscribe)),
                 Err(error) => (Err(error), None),
             },
-            Method::Command(kind) => (self.command(kind, params).await, None),
+            Method::Command(kind) => (self.command(peer, kind, params).await, None),
         };
         let response = match result {
             Ok(reply) => Response::ok(request_id, reply),
@@ -169,6 +183,7 @@ impl<C: ControlPlane> Adapter<C> {
 
     async fn command(
         &self,
+        peer: &Arc<PeerIdentity>,
         method: CommandKind,
         params: Map<String, Value>,
     ) -> Result<Reply, ErrorObject> {
@@ -192,8 +207,13 @@ impl<C: ControlPlane> Adapter<C> {
         let request = self
             .command_request(method, params)
             .map_err(|error| to_legacy_error(&error, target_id))?;
-        let result = match self.control().execute(request).await {
-            Ok(report) => CommandResult {
+        let audited = format!("legacy:command.{method}");
+        let outcome = self
+            .security()
+            .run_command(self.control_arc(), peer, &audited, request)
+            .await;
+        let result = match outcome {
+            Ok((report, _replayed)) => CommandResult {
                 command_id,
                 target_id: target_id.to_owned(),
                 accepted: true,
@@ -202,7 +222,8 @@ impl<C: ControlPlane> Adapter<C> {
                 state_delta: Some(state_delta(&report)),
                 completed_at_unix_nanos: unix_nanos(report.completed_at),
             },
-            Err(error) => {
+            Err(Refusal::Denied(denial)) => return Err(denial_to_legacy(&denial, target_id)),
+            Err(Refusal::Failed(error)) => {
                 let error = to_legacy_error(&error, target_id);
                 if error.code != ErrorCode::CommandFailed {
                     return Err(error);

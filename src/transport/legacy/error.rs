@@ -9,6 +9,31 @@
 
 use super::protocol::{ErrorCode, ErrorObject, Stage};
 use crate::control::ControlError;
+use crate::transport::security::Denial;
+
+/// `Denial` → legacy error object: the security pipeline's refusals, with
+/// the same snake_case code gRPC puts in `ErrorInfo.reason`.
+pub fn denial_to_legacy(denial: &Denial, target_id: &str) -> ErrorObject {
+    let (code, stage) = match denial {
+        Denial::PeerNotAllowed { .. } => (ErrorCode::PeerNotAllowed, Stage::IpcConnect),
+        Denial::NotAuthorized { .. } => (ErrorCode::PermissionDenied, Stage::CommandValidate),
+        Denial::RateLimited { .. } => (ErrorCode::RateLimited, Stage::CommandValidate),
+        Denial::RequestIdConflict { .. } => (ErrorCode::RequestIdConflict, Stage::CommandValidate),
+        Denial::AuditUnavailable { .. } => (ErrorCode::AuditUnavailable, Stage::CommandDispatch),
+        Denial::CommandNotAllowed { .. } => (ErrorCode::CommandNotAllowed, Stage::CommandValidate),
+    };
+    ErrorObject {
+        code,
+        stage,
+        target_id: Some(target_id.to_owned()),
+        message: denial.to_string(),
+        retryable: matches!(
+            denial,
+            Denial::RateLimited { .. } | Denial::AuditUnavailable { .. }
+        ),
+        reason: Some(denial.code()),
+    }
+}
 
 pub fn to_legacy_error(error: &ControlError, target_id: &str) -> ErrorObject {
     let (code, stage, message) = match error {

@@ -23,6 +23,7 @@ mod records;
 mod registration;
 mod state;
 
+use crate::transport::security::Security;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -147,6 +148,7 @@ impl LegacyOptions {
 /// The adapter over one control plane, shared by all its connections.
 pub struct Adapter<C> {
     control: Arc<C>,
+    security: Arc<Security>,
     target_id: String,
     max_frame_bytes: usize,
     idle_timeout: Duration,
@@ -165,7 +167,7 @@ impl<C> std::fmt::Debug for Adapter<C> {
 }
 
 impl<C: ControlPlane> Adapter<C> {
-    pub fn new(control: Arc<C>, options: &LegacyOptions) -> Arc<Self> {
+    pub fn new(control: Arc<C>, options: &LegacyOptions, security: Arc<Security>) -> Arc<Self> {
         let status = if options.registration.relay_socket.is_some() {
             RegistrationStatus::Connecting
         } else {
@@ -174,6 +176,7 @@ impl<C: ControlPlane> Adapter<C> {
         Arc::new(Self {
             target_id: control.info().target_id,
             control,
+            security,
             max_frame_bytes: options.max_frame_bytes,
             idle_timeout: options.idle_timeout,
             ipc_path: options.ipc_path.clone(),
@@ -198,6 +201,14 @@ impl<C: ControlPlane> Adapter<C> {
             registration::heartbeat(Arc::clone(self), relay, config.heartbeat_interval, shutdown)
                 .instrument(span),
         );
+    }
+
+    fn security(&self) -> &Arc<Security> {
+        &self.security
+    }
+
+    fn control_arc(&self) -> &Arc<C> {
+        &self.control
     }
 
     fn control(&self) -> &C {

@@ -2,6 +2,7 @@
 //! error object, and the pushes. Field names are the contract
 //! (`legacy-protocol.md`); the dashboard state lives in `state`.
 
+use crate::transport::security::MethodClass;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
@@ -37,6 +38,16 @@ pub enum Method {
 }
 
 impl Method {
+    /// The security class of the method.
+    pub fn class(self) -> MethodClass {
+        match self {
+            Method::Hello | Method::State | Method::EventsSubscribe | Method::LogsTail => {
+                MethodClass::Read
+            }
+            Method::Command(kind) => MethodClass::of_command(kind),
+        }
+    }
+
     pub fn parse(name: &str) -> Option<Self> {
         match name {
             "hello" => Some(Method::Hello),
@@ -114,6 +125,12 @@ pub enum ErrorCode {
     EventsDropped,
     LogsDropped,
     ShuttingDown,
+    PeerNotAllowed,
+    PermissionDenied,
+    RateLimited,
+    RequestIdConflict,
+    AuditUnavailable,
+    CommandNotAllowed,
 }
 
 /// Where in the pipeline an error arose.

@@ -240,10 +240,12 @@ impl Security {
 
     /// Every call, before any handler: admission, authorization, rate.
     /// Denials are audited.
+    /// `method` names the call in the audit record; it is only built for a
+    /// denial, so the allowed path does not allocate.
     pub async fn check_call(
         &self,
         peer: &PeerIdentity,
-        method: &str,
+        method: impl FnOnce() -> String,
         class: MethodClass,
     ) -> Result<(), Denial> {
         let result = self
@@ -251,7 +253,7 @@ impl Security {
             .and_then(|()| self.authorize(peer, class))
             .and_then(|()| self.rate_limit(peer));
         if let Err(denial) = &result {
-            let record = AuditRecord::new(peer, method, "deny", denial.code());
+            let record = AuditRecord::new(peer, &method(), "deny", denial.code());
             if let Err(error) = self.audit.write(record).await {
                 tracing::warn!(%error, "audit write failed for a denial");
             }
