@@ -89,13 +89,7 @@ impl<C: ControlPlane> ControlService for ControlApi<C> {
                 max_connections: u32::try_from(limits.max_connections).unwrap_or(u32::MAX),
                 idle_timeout: Some(conv::duration(limits.idle_timeout)),
             }),
-            caller: Some(pb::PeerIdentity {
-                uid: caller.uid,
-                gid: caller.gid,
-                pid: caller.pid.unwrap_or_default(),
-                user_name: caller.user_name.clone().unwrap_or_default(),
-                connection_id: caller.connection_id,
-            }),
+            caller: Some(conv::peer(&caller)),
         }))
     }
 

@@ -12,6 +12,7 @@ use crate::model::{
 };
 use crate::pb;
 use crate::pb::event::Detail;
+use crate::transport::peer::PeerIdentity;
 use crate::transport::security::AuditRecord;
 
 pub fn timestamp(time: SystemTime) -> prost_types::Timestamp {
@@ -188,6 +189,16 @@ pub fn report(report: &CommandReport, replayed: bool) -> pb::CommandResult {
         child: report.child.as_ref().map(record),
         completed_at: Some(timestamp(report.completed_at)),
         replayed,
+    }
+}
+
+pub fn peer(peer: &PeerIdentity) -> pb::PeerIdentity {
+    pb::PeerIdentity {
+        uid: peer.uid,
+        gid: peer.gid,
+        pid: peer.pid.unwrap_or_default(),
+        user_name: peer.user_name.clone().unwrap_or_default(),
+        connection_id: peer.connection_id,
     }
 }
 

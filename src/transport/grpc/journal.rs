@@ -11,7 +11,7 @@ use tonic::{Request, Response, Status};
 
 use super::{Shared, conv, peer};
 use crate::control::{ControlError, ControlPlane, EventFilter, LogFilter};
-use crate::journal::{Item, Start};
+use crate::journal::{Gap, Item, Record, Start, Subscription};
 use crate::pb;
 use crate::pb::journal_service_server::JournalService;
 
@@ -72,6 +72,54 @@ fn closed(target_id: &str) -> Status {
     super::status::to_status(&ControlError::ShuttingDown, target_id)
 }
 
+/// A journal cursor as a response stream: records kept by `keep` and every
+/// gap, converted by `record` / `gap`. With `end`, the stream stops after
+/// that sequence instead of following; when the journal closes it ends
+/// with the shutting-down status.
+fn journal_stream<T, R>(
+    subscription: Subscription<T>,
+    end: Option<u64>,
+    target: Arc<str>,
+    keep: impl Fn(&T) -> bool + Send + 'static,
+    record: impl Fn(&Record<T>) -> R + Send + 'static,
+    gap: impl Fn(&Gap) -> R + Send + 'static,
+) -> Inner<R>
+where
+    T: Send + Sync + 'static,
+    R: Send + 'static,
+{
+    let convert = move |item: Item<T>| match item {
+        Item::Gap(lost) => Some(gap(&lost)),
+        Item::Record(kept) if keep(&kept.body) => Some(record(&kept)),
+        Item::Record(_) => None,
+    };
+    Box::pin(futures_util::stream::unfold(
+        Some((subscription, convert)),
+        move |state| {
+            let target = Arc::clone(&target);
+            async move {
+                let (mut subscription, convert) = state?;
+                loop {
+                    let next = match end {
+                        Some(end) => match subscription.try_next() {
+                            Some(Item::Record(record)) if record.sequence > end => return None,
+                            None => return None,
+                            some => some,
+                        },
+                        None => subscription.next().await,
+                    };
+                    let Some(item) = next else {
+                        return Some((Err(closed(&target)), None));
+                    };
+                    if let Some(response) = convert(item) {
+                        return Some((Ok(response), Some((subscription, convert))));
+                    }
+                }
+            }
+        },
+    ))
+}
+
 #[tonic::async_trait]
 impl<C: ControlPlane> JournalService for JournalApi<C> {
     type SubscribeEventsStream = EventStream;
@@ -94,28 +142,21 @@ impl<C: ControlPlane> JournalService for JournalApi<C> {
             .control
             .events()
             .subscribe(start(body.after_sequence, body.include_backlog));
-        let target = self.shared.control.info().target_id;
-        let stream = futures_util::stream::unfold(Some((subscription, filter)), move |state| {
-            let target = target.clone();
-            async move {
-                let (mut subscription, filter) = state?;
-                loop {
-                    let item = match subscription.next().await {
-                        None => return Some((Err(closed(&target)), None)),
-                        Some(Item::Gap(gap)) => {
-                            pb::subscribe_events_response::Item::Gap(conv::gap(&gap))
-                        }
-                        Some(Item::Record(record)) if filter.matches(&record.body) => {
-                            pb::subscribe_events_response::Item::Event(conv::event(&record))
-                        }
-                        Some(Item::Record(_)) => continue,
-                    };
-                    let response = pb::SubscribeEventsResponse { item: Some(item) };
-                    return Some((Ok(response), Some((subscription, filter))));
-                }
-            }
-        });
-        Ok(Response::new(EventStream(Box::pin(stream))))
+        let stream = journal_stream(
+            subscription,
+            None,
+            self.shared.target_id.as_str().into(),
+            move |event| filter.matches(event),
+            |record| pb::SubscribeEventsResponse {
+                item: Some(pb::subscribe_events_response::Item::Event(conv::event(
+                    record,
+                ))),
+            },
+            |gap| pb::SubscribeEventsResponse {
+                item: Some(pb::subscribe_events_response::Item::Gap(conv::gap(gap))),
+            },
+        );
+        Ok(Response::new(EventStream(stream)))
     }
 
     async fn tail_logs(
@@ -138,38 +179,18 @@ impl<C: ControlPlane> JournalService for JournalApi<C> {
         // Without follow, the stream ends at what was published when the
         // request arrived.
         let end = (!body.follow).then(|| logs.last_sequence());
-        let subscription = logs.subscribe(from);
-        let target = self.shared.control.info().target_id;
-        let stream = futures_util::stream::unfold(Some((subscription, filter)), move |state| {
-            let target = target.clone();
-            async move {
-                let (mut subscription, filter) = state?;
-                loop {
-                    let next = match end {
-                        // Not following: what is retained up to `end`, then
-                        // a normal end of stream.
-                        Some(end) => match subscription.try_next() {
-                            Some(Item::Record(record)) if record.sequence > end => return None,
-                            None => return None,
-                            some => some,
-                        },
-                        None => subscription.next().await,
-                    };
-                    let item = match next {
-                        None => return Some((Err(closed(&target)), None)),
-                        Some(Item::Gap(gap)) => pb::tail_logs_response::Item::Gap(conv::gap(&gap)),
-                        Some(Item::Record(record)) if filter.matches(&record.body) => {
-                            pb::tail_logs_response::Item::Line(conv::log_line(&record))
-                        }
-                        Some(Item::Record(_)) => continue,
-                    };
-                    return Some((
-                        Ok(pb::TailLogsResponse { item: Some(item) }),
-                        Some((subscription, filter)),
-                    ));
-                }
-            }
-        });
-        Ok(Response::new(LogStream(Box::pin(stream))))
+        let stream = journal_stream(
+            logs.subscribe(from),
+            end,
+            self.shared.target_id.as_str().into(),
+            move |line| filter.matches(line),
+            |record| pb::TailLogsResponse {
+                item: Some(pb::tail_logs_response::Item::Line(conv::log_line(record))),
+            },
+            |gap| pb::TailLogsResponse {
+                item: Some(pb::tail_logs_response::Item::Gap(conv::gap(gap))),
+            },
+        );
+        Ok(Response::new(LogStream(stream)))
     }
 }

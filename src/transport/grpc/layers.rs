@@ -79,73 +79,32 @@ fn grpc_status<R>(response: &Response<R>) -> Option<Code> {
 /// tonic's codec reports an oversize request as OUT_OF_RANGE; the contract
 /// (like grpc-go and gRPC core) says RESOURCE_EXHAUSTED with an ErrorInfo.
 /// Our handlers never return OUT_OF_RANGE, so every such trailers-only
-/// response is the codec's limit, rewritten here once for all services.
-#[derive(Debug, Clone)]
-pub struct SizeLimitStatusLayer {
-    domain: String,
-}
-
-impl SizeLimitStatusLayer {
-    pub fn new(domain: &str) -> Self {
-        Self {
-            domain: domain.to_owned(),
+/// response is the codec's limit, rewritten here once for all services
+/// (used with `tower::util::MapResponseLayer`).
+pub fn size_limit_status(
+    domain: &str,
+) -> impl Fn(Response<tonic::body::Body>) -> Response<tonic::body::Body> + Clone + use<> {
+    let domain: std::sync::Arc<str> = domain.into();
+    move |mut response| {
+        if grpc_status(&response) != Some(Code::OutOfRange) {
+            return response;
         }
-    }
-}
-
-impl<S> Layer<S> for SizeLimitStatusLayer {
-    type Service = SizeLimitStatus<S>;
-    fn layer(&self, inner: S) -> SizeLimitStatus<S> {
-        SizeLimitStatus {
-            inner,
-            domain: self.domain.clone(),
+        let original = tonic::Status::from_header_map(response.headers());
+        let message = original.map(|s| s.message().to_owned()).unwrap_or_default();
+        let status = with_details(
+            Code::ResourceExhausted,
+            format!("request too large: {message}"),
+            "message_too_large",
+            &domain,
+            None,
+        );
+        let headers = response.headers_mut();
+        headers.remove("grpc-message");
+        headers.remove("grpc-status-details-bin");
+        if status.add_header(headers).is_err() {
+            headers.insert("grpc-status", HeaderValue::from_static("8"));
         }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct SizeLimitStatus<S> {
-    inner: S,
-    domain: String,
-}
-
-impl<S, B, R> Service<Request<B>> for SizeLimitStatus<S>
-where
-    S: Service<Request<B>, Response = Response<R>> + Send,
-    S::Future: Send + 'static,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = BoxFuture<Result<S::Response, S::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request<B>) -> Self::Future {
-        let future = self.inner.call(request);
-        let domain = self.domain.clone();
-        Box::pin(async move {
-            let mut response = future.await?;
-            if grpc_status(&response) == Some(Code::OutOfRange) {
-                let original = tonic::Status::from_header_map(response.headers());
-                let message = original.map(|s| s.message().to_owned()).unwrap_or_default();
-                let status = with_details(
-                    Code::ResourceExhausted,
-                    format!("request too large: {message}"),
-                    "message_too_large",
-                    &domain,
-                    None,
-                );
-                let headers = response.headers_mut();
-                headers.remove("grpc-message");
-                headers.remove("grpc-status-details-bin");
-                if status.add_header(headers).is_err() {
-                    headers.insert("grpc-status", HeaderValue::from_static("8"));
-                }
-            }
-            Ok(response)
-        })
+        response
     }
 }
 

@@ -227,7 +227,9 @@ pub async fn serve_with<C: ControlPlane>(
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
         .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
         .layer(layers::TraceLayer)
-        .layer(layers::SizeLimitStatusLayer::new(&target_id))
+        .layer(tower::util::MapResponseLayer::new(
+            layers::size_limit_status(&target_id),
+        ))
         .layer(layers::SecurityLayer::new(security, &target_id))
         .add_service(InterceptedService::new(control_service, identify))
         .add_service(InterceptedService::new(journal_service, identify))
