@@ -362,8 +362,8 @@ async fn event_filters_and_gaps() {
 #[tokio::test]
 async fn evicted_history_is_an_in_band_gap() {
     let gw = gateway(vec![]).await;
-    for i in 0..70_000u32 {
-        gw.supervisor_events_publish(i);
+    for _ in 0..70_000 {
+        gw.publish_synthetic_event();
     }
     let mut c = gw.client().await;
     let mut stream = c

@@ -13,6 +13,10 @@ use super::capture::capture;
 use crate::journal::LogJournal;
 use crate::model::{ChildSpec, Exit, LogStream, StopSignal};
 
+/// systemd's socket-activation variables: they describe the supervisor's
+/// inherited listener, never a child's.
+const SOCKET_ACTIVATION_VARS: [&str; 3] = ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"];
+
 /// A live (or just exited, not yet cleaned up) process of a child.
 #[derive(Debug)]
 pub struct Process {
@@ -48,7 +52,7 @@ impl Process {
             .process_group(0)
             .kill_on_drop(true);
         // Socket activation is ours, not the children's.
-        for name in crate::transport::socket::ACTIVATION_ENV_VARS {
+        for name in SOCKET_ACTIVATION_VARS {
             command.env_remove(name);
         }
         if let Some(cwd) = &spec.cwd {

@@ -204,7 +204,7 @@ impl<T> Journal<T> {
 
     /// Ends every subscription once it has drained what is retained.
     /// Publishing after close still records (late facts are kept for
-    /// `tail`), but subscribers stop at the close point.
+    /// `tail`); a subscriber ends when it has caught up with the ring.
     pub fn close(&self) {
         let last = {
             let mut ring = self.shared.lock();

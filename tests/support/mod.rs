@@ -233,11 +233,10 @@ impl TestGateway {
             .generation
     }
 
-    /// Publishes synthetic events straight into the journal (for eviction
-    /// and throughput tests that need many records fast).
-    pub fn supervisor_events_publish(&self, n: u32) {
+    /// Publishes one synthetic event straight into the journal (for
+    /// eviction tests that need many records fast).
+    pub fn publish_synthetic_event(&self) {
         use supervisor_gateway::control::ControlPlane;
-        let _ = n;
         self.supervisor
             .events()
             .publish(Event::tree(EventKind::BackoffReset));
