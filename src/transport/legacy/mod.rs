@@ -36,11 +36,12 @@ use tracing::Instrument;
 
 pub use codec::{FrameError, LineCodec};
 pub use error::to_legacy_error;
-pub use protocol::{ErrorCode, ErrorObject, PROTOCOL_VERSION, Stage};
+pub use protocol::{ErrorCode, ErrorObject, PROTOCOL_VERSION, Request, Stage};
 pub use registration::{Registration, Status as RegistrationStatus, SupportedCommand};
 
 use crate::config::{Config, LegacyMode, RegistrationConfig};
 use crate::control::ControlPlane;
+use crate::transport::peer::PeerIdentity;
 use crate::transport::socket::{BindOptions, BoundSocket, SocketError, SocketGuard};
 
 /// The default bound on one request line.
@@ -201,6 +202,13 @@ impl<C: ControlPlane> Adapter<C> {
             registration::heartbeat(Arc::clone(self), relay, config.heartbeat_interval, shutdown)
                 .instrument(span),
         );
+    }
+
+    /// Answers one request line as a connection would and returns the
+    /// response line, for callers that bring their own framing (the
+    /// benches). A subscription the request opens is dropped at once.
+    pub async fn respond(&self, line: &str, peer: Option<&Arc<PeerIdentity>>) -> bytes::Bytes {
+        self.handle(line, peer).await.response
     }
 
     fn security(&self) -> &Arc<Security> {

@@ -1,18 +1,28 @@
-//! End-to-end load against a real `sgw serve` over its Unix socket, with a
-//! bare tonic `grpc.health.v1.Health/Check` server measured in the same run
-//! so the gateway's overhead is a ratio, not a guess.
+//! End-to-end load against a real `sgw serve` over its Unix socket, with
+//! reference servers measured in the same run, each in its own process, so
+//! the gateway's overhead is a ratio, not a guess: a bare tonic
+//! `grpc.health.v1.Health/Check` server (`--bare-server PATH`) for gRPC,
+//! and a server reading one byte per syscall (`--byte-server PATH`, see
+//! `legacy.rs`) for the legacy protocol.
 //!
 //! ```sh
-//! cargo build --release && cargo run --release --example load            # full run
-//! cargo run --release --example load -- --quick                          # smoke run
+//! cargo build --release --bin sgw --example load && ./target/release/examples/load   # full run
+//! ./target/release/examples/load --quick                                             # smoke run
 //! ```
 //!
+//! Series that are compared are sampled in alternating rounds (latency:
+//! bare Check, sgw GetInfo, sgw Check, legacy `hello`; throughput: bare
+//! Check, sgw GetInfo, sgw Check), so drift on a shared machine hits them
+//! alike; throughput rows also give each server's CPU time per call.
 //! Prints one markdown table; BENCHMARKS.md quotes it.
+
+mod legacy;
+mod measure;
+mod unary;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use supervisor_gateway::control::ControlPlane;
@@ -20,9 +30,6 @@ use supervisor_gateway::engine::{ChildSet, EngineConfig, Supervisor};
 use supervisor_gateway::model::{ChildId, Event, EventKind};
 use supervisor_gateway::pb;
 use supervisor_gateway::transport::grpc::{self, Limits};
-use tonic::transport::Channel;
-use tonic_health::pb::HealthCheckRequest;
-use tonic_health::pb::health_client::HealthClient;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -32,8 +39,16 @@ struct Settings {
     duration: Duration,
     connections: usize,
     in_flight: usize,
+    /// Alternating rounds of the unary latency and throughput runs.
+    rounds: usize,
     events: u64,
     idle: usize,
+    /// Connection counts of the pipelined legacy runs.
+    legacy_connections: &'static [usize],
+    /// Size of one pipelined legacy request line, newline included.
+    legacy_request_bytes: usize,
+    /// Length of each pipelined legacy run (a fifth of it warms up).
+    legacy_duration: Duration,
 }
 
 fn main() -> Result<(), Error> {
@@ -42,17 +57,25 @@ fn main() -> Result<(), Error> {
         let path = args.get(i + 1).ok_or("--bare-server needs a path")?;
         return bare_server(Path::new(path));
     }
+    if let Some(i) = args.iter().position(|a| a == "--byte-server") {
+        let path = args.get(i + 1).ok_or("--byte-server needs a path")?;
+        return legacy::byte_server(Path::new(path));
+    }
     raise_fd_limit();
     let quick = args.iter().any(|a| a == "--quick");
     let settings = if quick {
         Settings {
             unary_calls: 2_000,
             warmup: 200,
-            duration: Duration::from_secs(1),
+            duration: Duration::from_millis(500),
             connections: 4,
             in_flight: 16,
+            rounds: 1,
             events: 200_000,
             idle: 200,
+            legacy_connections: &[1],
+            legacy_request_bytes: 1024,
+            legacy_duration: Duration::from_millis(500),
         }
     } else {
         Settings {
@@ -61,8 +84,12 @@ fn main() -> Result<(), Error> {
             duration: Duration::from_secs(5),
             connections: 4,
             in_flight: 16,
+            rounds: 3,
             events: 2_000_000,
             idle: 1_000,
+            legacy_connections: &[1, 4],
+            legacy_request_bytes: 1024,
+            legacy_duration: Duration::from_secs(5),
         }
     };
     tokio::runtime::Builder::new_multi_thread()
@@ -111,6 +138,10 @@ const CONFIG: &str = r#"
 target_id = "bench"
 max_connections = 8192
 max_request_bytes = 65536
+
+# The log stream run adds a child running `yes`.
+[security.add_child]
+allowed_commands = ["/usr/bin/yes"]
 "#;
 
 struct Server {
@@ -128,6 +159,35 @@ impl Drop for Server {
     }
 }
 
+/// A reference server (`--bare-server`, `--byte-server`): this executable
+/// again, in its own process, killed when dropped.
+struct Reference(Child);
+
+impl Reference {
+    /// Spawns this executable with `mode PATH` and waits until it accepts.
+    fn spawn(mode: &str, socket: &Path) -> Result<Self, Error> {
+        let child = Command::new(std::env::current_exe()?)
+            .arg(mode)
+            .arg(socket)
+            .stdout(Stdio::null())
+            .spawn()?;
+        let mut reference = Self(child);
+        wait_accepting(socket, Instant::now(), &mut reference.0)?;
+        Ok(reference)
+    }
+
+    fn id(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for Reference {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Spawns `sgw serve` and returns it with the time until its socket accepted.
 fn spawn_sgw(dir: &Path, name: &str) -> Result<(Server, Duration), Error> {
     let config = dir.join("sgw.toml");
@@ -142,14 +202,18 @@ fn spawn_sgw(dir: &Path, name: &str) -> Result<(Server, Duration), Error> {
         .env("RUST_LOG", "error")
         .stdout(Stdio::null())
         .spawn()?;
-    let accepted = wait_accepting(&socket, started)?;
-    Ok((Server { child, socket }, accepted))
+    let mut server = Server { child, socket };
+    let accepted = wait_accepting(&server.socket, started, &mut server.child)?;
+    Ok((server, accepted))
 }
 
-fn wait_accepting(socket: &Path, started: Instant) -> Result<Duration, Error> {
+fn wait_accepting(socket: &Path, started: Instant, server: &mut Child) -> Result<Duration, Error> {
     loop {
         if std::os::unix::net::UnixStream::connect(socket).is_ok() {
             return Ok(started.elapsed());
+        }
+        if let Some(status) = server.try_wait()? {
+            return Err(format!("server exited ({status}) before accepting").into());
         }
         if started.elapsed() > Duration::from_secs(10) {
             return Err("server did not accept within 10 s".into());
@@ -169,73 +233,7 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
-fn us(d: Duration) -> String {
-    format!("{:.1} µs", d.as_secs_f64() * 1e6)
-}
-
 struct Row(String, String, String);
-
-async fn latency<F, Fut>(settings: &Settings, mut call: F) -> Result<[Duration; 3], Error>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<(), tonic::Status>>,
-{
-    for _ in 0..settings.warmup {
-        call().await?;
-    }
-    let mut samples = Vec::with_capacity(settings.unary_calls);
-    for _ in 0..settings.unary_calls {
-        let t = Instant::now();
-        call().await?;
-        samples.push(t.elapsed());
-    }
-    samples.sort();
-    Ok([
-        percentile(&samples, 0.5),
-        percentile(&samples, 0.9),
-        percentile(&samples, 0.99),
-    ])
-}
-
-/// C connections × K calls in flight for the configured duration.
-async fn throughput<F, Fut>(settings: &Settings, channels: Vec<Channel>, call: F) -> f64
-where
-    F: Fn(Channel) -> Fut + Send + Sync + Clone + 'static,
-    Fut: std::future::Future<Output = Result<(), tonic::Status>> + Send,
-{
-    let done = Arc::new(AtomicU64::new(0));
-    let deadline = Instant::now() + settings.duration;
-    let mut tasks = Vec::new();
-    for channel in channels {
-        for _ in 0..settings.in_flight {
-            let (channel, done, call) = (channel.clone(), Arc::clone(&done), call.clone());
-            tasks.push(tokio::spawn(async move {
-                while Instant::now() < deadline {
-                    if call(channel.clone()).await.is_ok() {
-                        done.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            }));
-        }
-    }
-    let started = Instant::now();
-    for task in tasks {
-        let _ = task.await;
-    }
-    done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
-}
-
-async fn channels(path: &Path, n: usize) -> Result<Vec<Channel>, Error> {
-    let mut out = Vec::new();
-    for _ in 0..n {
-        out.push(supervisor_gateway::client::channel(path).await?);
-    }
-    Ok(out)
-}
 
 async fn run(settings: Settings) -> Result<(), Error> {
     let dir = tempfile::tempdir()?;
@@ -257,85 +255,13 @@ async fn run(settings: Settings) -> Result<(), Error> {
 
     let (sgw, _) = spawn_sgw(dir.path(), "sgw.sock")?;
     let bare_path = dir.path().join("bare.sock");
-    let mut bare = Command::new(std::env::current_exe()?)
-        .arg("--bare-server")
-        .arg(&bare_path)
-        .stdout(Stdio::null())
-        .spawn()?;
-    wait_accepting(&bare_path, Instant::now())?;
+    let bare = Reference::spawn("--bare-server", &bare_path)?;
 
-    // Unary latency, sequential on one connection.
-    let bare_channel = supervisor_gateway::client::channel(&bare_path).await?;
-    let mut health = HealthClient::new(bare_channel);
-    let bare_lat = latency(&settings, || {
-        let mut h = health.clone();
-        async move {
-            h.check(HealthCheckRequest {
-                service: String::new(),
-            })
-            .await
-            .map(|_| ())
-        }
-    })
-    .await?;
-    let mut control = supervisor_gateway::client::connect(&sgw.socket)
-        .await?
-        .control;
-    let sgw_lat = latency(&settings, || {
-        let mut c = control.clone();
-        async move { c.get_info(pb::GetInfoRequest {}).await.map(|_| ()) }
-    })
-    .await?;
-    let _ = health
-        .check(HealthCheckRequest {
-            service: String::new(),
-        })
-        .await;
-    let _ = control.get_info(pb::GetInfoRequest {}).await;
-    for (i, label) in ["p50", "p90", "p99"].iter().enumerate() {
-        rows.push(Row(
-            format!("unary latency {label}: sgw GetInfo vs bare tonic Health/Check"),
-            format!("{} vs {}", us(sgw_lat[i]), us(bare_lat[i])),
-            format!(
-                "ratio {:.2}",
-                sgw_lat[i].as_secs_f64() / bare_lat[i].as_secs_f64()
-            ),
-        ));
-    }
+    unary::latency(&settings, &bare_path, &sgw.socket, &mut rows).await?;
+    unary::throughput_rounds(&settings, (bare.id(), &bare_path), &sgw, &mut rows).await?;
 
-    // Unary throughput.
-    let bare_tp = throughput(
-        &settings,
-        channels(&bare_path, settings.connections).await?,
-        |ch| async move {
-            HealthClient::new(ch)
-                .check(HealthCheckRequest {
-                    service: String::new(),
-                })
-                .await
-                .map(|_| ())
-        },
-    )
-    .await;
-    let sgw_tp = throughput(
-        &settings,
-        channels(&sgw.socket, settings.connections).await?,
-        |ch| async move {
-            pb::control_service_client::ControlServiceClient::new(ch)
-                .get_info(pb::GetInfoRequest {})
-                .await
-                .map(|_| ())
-        },
-    )
-    .await;
-    rows.push(Row(
-        format!(
-            "unary throughput ({} conns × {} in flight): sgw vs bare",
-            settings.connections, settings.in_flight
-        ),
-        format!("{sgw_tp:.0}/s vs {bare_tp:.0}/s"),
-        format!("ratio {:.2}", sgw_tp / bare_tp),
-    ));
+    // Pipelined legacy throughput: sgw vs the one-byte-per-syscall server.
+    legacy::throughput(&settings, &sgw, dir.path(), &mut rows).await?;
 
     // Idle connections and subscribers: RSS of the server process.
     let pid = sgw.child.id();
@@ -401,7 +327,7 @@ async fn run(settings: Settings) -> Result<(), Error> {
             spec: Some(pb::ChildSpec {
                 id: "yes".into(),
                 command: vec![
-                    "yes".into(),
+                    "/usr/bin/yes".into(),
                     "a log line of moderate length, 48 bytes long..".into(),
                 ],
                 ..Default::default()
@@ -439,8 +365,7 @@ async fn run(settings: Settings) -> Result<(), Error> {
     ));
     drop(tail);
     drop(sgw);
-    let _ = bare.kill();
-    let _ = bare.wait();
+    drop(bare);
 
     // Event stream throughput: in-process gateway, synthetic events
     // published through the journal's API, delivered over the socket.
