@@ -785,7 +785,11 @@ async fn log_pushes_interleave_with_responses() {
     while response.is_none() || log.is_none() {
         let line = client.recv().await;
         if line["type"] == "log" {
-            log = Some(line);
+            // The first generation's line may still arrive after the
+            // subscription: wait for the restarted process's own line.
+            if line["log"]["fields"]["generation"] == "2" {
+                log = Some(line);
+            }
         } else {
             assert_eq!(line["request_id"], "r", "{line}");
             response = Some(line);
