@@ -15,9 +15,7 @@ use super::Context;
 use super::policy::{Decision, RestartTracker};
 use super::process::Process;
 use crate::control::ControlError;
-use crate::model::{
-    ChildRecord, ChildSpec, ChildState, CommandKind, Event, EventKind, Exit, QuarantineReason,
-};
+use crate::model::{ChildRecord, ChildSpec, ChildState, Event, EventKind, Exit, QuarantineReason};
 
 /// What a command asks of the owner task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -467,18 +465,5 @@ async fn next_wake(phase: &mut Phase, spec: &ChildSpec, ctx: &Context, attempts:
             Wake::BackoffElapsed
         }
         Phase::Stopped | Phase::Paused | Phase::Quarantined => pending().await,
-    }
-}
-
-impl CommandKind {
-    pub(super) fn op(self) -> Option<Op> {
-        match self {
-            CommandKind::RestartChild => Some(Op::Restart),
-            CommandKind::PauseChild => Some(Op::Pause),
-            CommandKind::ResumeChild => Some(Op::Resume),
-            CommandKind::QuarantineChild => Some(Op::Quarantine),
-            CommandKind::RemoveChild => Some(Op::Remove),
-            CommandKind::AddChild | CommandKind::ShutdownTree => None,
-        }
     }
 }

@@ -289,7 +289,6 @@ impl Supervisor {
         &self,
         command: Command,
     ) -> Result<(String, Option<ChildRecord>), ControlError> {
-        let kind = command.kind();
         match command {
             Command::Add(spec) => {
                 let _tree = self.ctx.tree_lock.lock().await;
@@ -325,19 +324,22 @@ impl Supervisor {
                 result.map(|(outcome, _)| (outcome, None))
             }
             Command::Shutdown => self.shutdown_tree().await.map(|outcome| (outcome, None)),
-            Command::Restart(id)
-            | Command::Pause(id)
-            | Command::Resume(id)
-            | Command::Quarantine(id) => {
-                let op = match kind.op() {
-                    Some(op) => op,
-                    None => return Err(self.not_found(&id)),
-                };
-                self.ask(&id, op)
-                    .await
-                    .map(|(outcome, record)| (outcome, Some(record)))
-            }
+            Command::Restart(id) => self.child_command(&id, Op::Restart).await,
+            Command::Pause(id) => self.child_command(&id, Op::Pause).await,
+            Command::Resume(id) => self.child_command(&id, Op::Resume).await,
+            Command::Quarantine(id) => self.child_command(&id, Op::Quarantine).await,
         }
+    }
+
+    /// A command carried out by the child's own task.
+    async fn child_command(
+        &self,
+        id: &ChildId,
+        op: Op,
+    ) -> Result<(String, Option<ChildRecord>), ControlError> {
+        self.ask(id, op)
+            .await
+            .map(|(outcome, record)| (outcome, Some(record)))
     }
 
     /// Stops every child, dependents before their dependencies, ties in

@@ -66,31 +66,9 @@ impl<C: ControlPlane> ControlService for ControlApi<C> {
         request: Request<pb::GetInfoRequest>,
     ) -> Result<Response<pb::GetInfoResponse>, Status> {
         let caller = peer(&request)?;
-        let info = self.shared.control.info();
-        let limits = &self.shared.limits;
-        Ok(Response::new(pb::GetInfoResponse {
-            protocol_version: pb::PROTOCOL_VERSION.to_owned(),
-            target_id: info.target_id,
-            display_name: info.display_name,
-            server_version: info.server_version,
-            supported_commands: info
-                .supported_commands
-                .into_iter()
-                .map(|kind| pb::SupportedCommand {
-                    command: conv::command_type(kind) as i32,
-                    name: kind.as_str().to_owned(),
-                    idempotent: kind.is_idempotent(),
-                    destructive: kind.is_destructive(),
-                })
-                .collect(),
-            limits: Some(pb::Limits {
-                max_request_bytes: limits.max_request_bytes as u64,
-                max_response_bytes: limits.max_response_bytes as u64,
-                max_connections: u32::try_from(limits.max_connections).unwrap_or(u32::MAX),
-                idle_timeout: Some(conv::duration(limits.idle_timeout)),
-            }),
-            caller: Some(conv::peer(&caller)),
-        }))
+        let mut info = self.shared.info.clone();
+        info.caller = Some(conv::peer(&caller));
+        Ok(Response::new(info))
     }
 
     async fn get_state(

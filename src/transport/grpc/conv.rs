@@ -3,7 +3,8 @@
 
 use std::time::{Duration, SystemTime};
 
-use crate::control::{CommandMeta, CommandReport, ControlError, StateSnapshot};
+use super::Limits;
+use crate::control::{CommandMeta, CommandReport, ControlError, StateSnapshot, TargetInfo};
 use crate::journal::{Gap, GapReason, Record};
 use crate::model::{
     Backoff, BudgetStatus, ChildId, ChildRecord, ChildSpec, ChildState, CommandKind, Criticality,
@@ -189,6 +190,33 @@ pub fn report(report: &CommandReport, replayed: bool) -> pb::CommandResult {
         child: report.child.as_ref().map(record),
         completed_at: Some(timestamp(report.completed_at)),
         replayed,
+    }
+}
+
+/// `GetInfo`'s answer without the caller.
+pub fn info(target: &TargetInfo, limits: &Limits) -> pb::GetInfoResponse {
+    pb::GetInfoResponse {
+        protocol_version: pb::PROTOCOL_VERSION.to_owned(),
+        target_id: target.target_id.clone(),
+        display_name: target.display_name.clone(),
+        server_version: target.server_version.clone(),
+        supported_commands: target
+            .supported_commands
+            .iter()
+            .map(|&kind| pb::SupportedCommand {
+                command: command_type(kind) as i32,
+                name: kind.as_str().to_owned(),
+                idempotent: kind.is_idempotent(),
+                destructive: kind.is_destructive(),
+            })
+            .collect(),
+        limits: Some(pb::Limits {
+            max_request_bytes: limits.max_request_bytes as u64,
+            max_response_bytes: limits.max_response_bytes as u64,
+            max_connections: u32::try_from(limits.max_connections).unwrap_or(u32::MAX),
+            idle_timeout: Some(duration(limits.idle_timeout)),
+        }),
+        caller: None,
     }
 }
 

@@ -145,7 +145,7 @@ impl<C: ControlPlane> JournalService for JournalApi<C> {
         let stream = journal_stream(
             subscription,
             None,
-            self.shared.target_id.as_str().into(),
+            self.shared.target_id().into(),
             move |event| filter.matches(event),
             |record| pb::SubscribeEventsResponse {
                 item: Some(pb::subscribe_events_response::Item::Event(conv::event(
@@ -182,7 +182,7 @@ impl<C: ControlPlane> JournalService for JournalApi<C> {
         let stream = journal_stream(
             logs.subscribe(from),
             end,
-            self.shared.target_id.as_str().into(),
+            self.shared.target_id().into(),
             move |line| filter.matches(line),
             |record| pb::TailLogsResponse {
                 item: Some(pb::tail_logs_response::Item::Line(conv::log_line(record))),

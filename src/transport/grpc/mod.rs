@@ -53,19 +53,24 @@ impl Default for Limits {
 #[derive(Debug)]
 pub(crate) struct Shared<C> {
     control: Arc<C>,
-    limits: Limits,
-    target_id: String,
+    /// `GetInfo`'s answer but for the caller: static for the life of the
+    /// server, so built once rather than on every call.
+    info: pb::GetInfoResponse,
     security: Arc<Security>,
 }
 
 impl<C> Shared<C> {
+    fn target_id(&self) -> &str {
+        &self.info.target_id
+    }
+
     fn status(&self, error: &ControlError) -> Status {
-        status::to_status(error, &self.target_id)
+        status::to_status(error, self.target_id())
     }
 
     fn refusal(&self, refusal: &Refusal) -> Status {
         match refusal {
-            Refusal::Denied(denial) => status::denial_to_status(denial, &self.target_id),
+            Refusal::Denied(denial) => status::denial_to_status(denial, self.target_id()),
             Refusal::Failed(error) => self.status(error),
         }
     }
@@ -90,13 +95,24 @@ impl GatewayOptions {
     }
 }
 
+/// UNAUTHENTICATED, with the ErrorInfo every error carries.
+fn no_credentials() -> Status {
+    status::with_details(
+        tonic::Code::Unauthenticated,
+        "the kernel reported no peer credentials for this connection".to_owned(),
+        "unauthenticated",
+        "",
+        None,
+    )
+}
+
 /// The caller, as the interceptor put it into the request.
 fn peer<T>(request: &Request<T>) -> Result<Arc<PeerIdentity>, Status> {
     request
         .extensions()
         .get::<Arc<PeerIdentity>>()
         .cloned()
-        .ok_or_else(|| Status::unauthenticated("no peer credentials for this connection"))
+        .ok_or_else(no_credentials)
 }
 
 /// Moves the connection's identity into the request, or refuses a request
@@ -106,15 +122,7 @@ fn identify(mut request: Request<()>) -> Result<Request<()>, Status> {
         .extensions()
         .get::<ConnectionInfo>()
         .and_then(|info| info.peer.clone())
-        .ok_or_else(|| {
-            status::with_details(
-                tonic::Code::Unauthenticated,
-                "the kernel reported no peer credentials for this connection".to_owned(),
-                "unauthenticated",
-                "",
-                None,
-            )
-        })?;
+        .ok_or_else(no_credentials)?;
     request.extensions_mut().insert(peer);
     Ok(request)
 }
@@ -154,11 +162,11 @@ pub async fn serve_with<C: ControlPlane>(
         legacy,
         security,
     } = options;
-    let target_id = control.info().target_id;
+    let info = conv::info(&control.info(), &limits);
+    let target_id = info.target_id.clone();
     let shared = Arc::new(Shared {
         control,
-        limits: limits.clone(),
-        target_id: target_id.clone(),
+        info,
         security: Arc::clone(&security),
     });
     let control_service = ControlServiceServer::new(ControlApi::new(Arc::clone(&shared)))

@@ -330,10 +330,8 @@ impl Security {
             let denial = Denial::AuditUnavailable {
                 reason: error.to_string(),
             };
-            if let Some(ticket) = ticket {
-                // Not executed: a retry with the same id may run later.
-                drop(ticket);
-            }
+            // Not executed: the unfinished ticket is forgotten, so a retry
+            // with the same id may run once the audit works again.
             return Err(Refusal::Denied(denial));
         }
         let pipeline = Arc::clone(self);
