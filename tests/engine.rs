@@ -597,3 +597,57 @@ async fn commands_are_journaled_with_requester() {
     }
     assert!(sup.is_shutting_down());
 }
+
+/// Commands racing Add/Remove of the same child never hang: a command that
+/// passes admission and then finds its child gone reports `NOT_FOUND`
+/// without re-entering the registry lock while an Add/Remove waits for it
+/// (std's RwLock deadlocks on a re-entrant read once a writer queues).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn commands_racing_add_and_remove_never_deadlock() {
+    let sup = start(vec![]);
+    let mut spec = sh("flicker", "sleep 60");
+    spec.autostart = false;
+    let churn = {
+        let sup = sup.clone();
+        tokio::spawn(async move {
+            for _ in 0..300 {
+                run(&sup, Command::Add(Box::new(spec.clone())))
+                    .await
+                    .expect("add");
+                run(&sup, Command::Remove(id("flicker")))
+                    .await
+                    .expect("remove");
+            }
+        })
+    };
+    let mut askers = Vec::new();
+    for i in 0..3 {
+        let sup = sup.clone();
+        askers.push(tokio::spawn(async move {
+            let (mut found, mut not_found) = (0u32, 0u32);
+            for _ in 0..600 {
+                let target = if i == 0 { "nobody" } else { "flicker" };
+                match run(&sup, Command::Pause(id(target))).await {
+                    Ok(_) => found += 1,
+                    Err(ControlError::NotFound { .. }) => not_found += 1,
+                    Err(other) => panic!("unexpected {other:?}"),
+                }
+            }
+            (found, not_found)
+        }));
+    }
+    let joined = tokio::time::timeout(PATIENCE, async {
+        churn.await.expect("churn task");
+        let mut not_found = 0;
+        for asker in askers {
+            not_found += asker.await.expect("asker").1;
+        }
+        not_found
+    })
+    .await
+    .expect("commands and Add/Remove deadlocked");
+    assert!(
+        joined >= 600,
+        "the unknown id must be reported as not found"
+    );
+}

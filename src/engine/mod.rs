@@ -215,13 +215,15 @@ impl Supervisor {
 
     /// Sends an operation to a child's task and waits for its answer.
     async fn ask(&self, id: &ChildId, op: Op) -> Result<(String, ChildRecord), ControlError> {
-        let inbox = self
-            .ctx
-            .read()
-            .children
-            .get(id)
-            .map(|h| h.inbox.clone())
-            .ok_or_else(|| self.not_found(id))?;
+        // The registry guard must be gone before `not_found` reads it again:
+        // a re-entrant read on std's RwLock deadlocks once a writer queues.
+        let inbox = {
+            let registry = self.ctx.read();
+            match registry.children.get(id) {
+                Some(handle) => handle.inbox.clone(),
+                None => return Err(self.not_found_in(&registry, id)),
+            }
+        };
         let (reply, answer) = oneshot::channel();
         inbox
             .send(Envelope { op, reply })
