@@ -71,6 +71,10 @@ fn read_commands_print_text_and_json() {
     let info = env.sgw(&["info"]);
     assert_exit(&info, 0);
     let text = stdout(&info);
+    assert!(
+        text.ends_with('\n') && !text.ends_with("\n\n"),
+        "info ends with exactly one newline: {text:?}"
+    );
     assert!(text.contains("target    cli-test (cli-test)"), "{text}");
     assert!(text.contains(&format!("you are   uid {}", uid())), "{text}");
     assert!(text.contains("remove_child (needs --yes)"), "{text}");
@@ -367,6 +371,31 @@ fn check_config_names_file_line_and_key() {
     let output = sgw(&["check-config", good.to_str().expect("utf-8")]);
     assert_exit(&output, 0);
     assert!(stdout(&output).contains("ok (2 children"));
+}
+
+/// `check-config` resolves a relative `[gateway] socket` against the
+/// directory it runs in, as `serve` would, and shows the absolute path a
+/// server started there binds and announces.
+#[test]
+fn check_config_shows_the_resolved_socket() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().canonicalize().expect("canonical tempdir");
+    std::fs::write(
+        root.join("sgw.toml"),
+        "[gateway]\nsocket = \"ipc/sgw.sock\"\n",
+    )
+    .expect("write");
+    let output = sgw_command(&["check-config", "sgw.toml"])
+        .current_dir(&root)
+        .output()
+        .expect("run check-config");
+    assert_exit(&output, 0);
+    let text = stdout(&output);
+    assert!(
+        text.trim_end()
+            .ends_with(&format!("socket {})", root.join("ipc/sgw.sock").display())),
+        "{text}"
+    );
 }
 
 /// `completions bash|zsh|fish` print a non-empty script naming the

@@ -1088,11 +1088,7 @@ async fn silent_connection_is_closed_without_blocking_others() {
 /// Legacy connections count against `max_connections` like gRPC ones.
 #[tokio::test]
 async fn legacy_connections_share_the_connection_limit() {
-    let limits = Limits {
-        max_connections: 2,
-        ..Limits::default()
-    };
-    let gw = gateway_with(vec![], limits).await;
+    let gw = gateway_with(vec![], Limits::with_max_connections(2)).await;
     let mut first = LegacyClient::connect(&gw.path).await;
     let mut second = LegacyClient::connect(&gw.path).await;
     for client in [&mut first, &mut second] {
@@ -1159,4 +1155,333 @@ async fn subscribers_see_the_shutdown_then_close() {
         "{types:?}"
     );
     assert_eq!(types.last().map(String::as_str), Some("shutting_down"));
+}
+
+/// Legacy options with a short write deadline, so stalled clients are
+/// noticed quickly.
+fn short_write(path: &Path) -> LegacyOptions {
+    LegacyOptions {
+        write_timeout: Duration::from_millis(200),
+        ..LegacyOptions::new(path.display().to_string())
+    }
+}
+
+/// A client that pipelines requests and never reads its responses is
+/// closed once a write has waited `write_timeout` (its own writes then
+/// fail), instead of holding the connection and its reader forever; a
+/// second client is served before and after. The responses that were
+/// queued before the close are the first ones, in order.
+#[tokio::test]
+async fn pipelining_client_that_never_reads_is_closed() {
+    let gw = gateway_full(vec![], test_engine(), Limits::default(), short_write).await;
+    let stream = tokio::net::UnixStream::connect(&gw.path)
+        .await
+        .expect("connect");
+    let (read, mut write) = stream.into_split();
+    // 8 MiB of requests: far more than the socket buffers and the outbox
+    // hold, so the gateway must stop reading and writing to this client.
+    let mut requests = String::new();
+    for i in 0..8 * 1024 {
+        let request = json!({"request_id": format!("r-{i}"), "method": "hello",
+                             "params": {"pad": "x".repeat(900)}});
+        requests.push_str(&format!("{request}\n"));
+    }
+    let started = tokio::time::Instant::now();
+    let writer = tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        let written = write.write_all(requests.as_bytes()).await;
+        (write, written)
+    });
+    let mut other = LegacyClient::connect(&gw.path).await;
+    assert_eq!(
+        other
+            .call(json!({"request_id": "o-1", "method": "hello"}))
+            .await["ok"],
+        true
+    );
+    let (write, written) = tokio::time::timeout(PATIENCE, writer)
+        .await
+        .expect("the stalled connection is closed in time")
+        .expect("writer task");
+    assert!(written.is_err(), "the gateway read 8 MiB nobody reads back");
+    assert!(started.elapsed() >= Duration::from_millis(200));
+    assert_eq!(
+        other
+            .call(json!({"request_id": "o-2", "method": "state"}))
+            .await["ok"],
+        true,
+        "the other client is still served"
+    );
+    let lines = read_to_end(read.reunite(write).expect("same stream")).await;
+    let whole: Vec<&String> = lines.iter().filter(|l| l.ends_with('\n')).collect();
+    assert!(
+        !whole.is_empty(),
+        "some responses were sent before the stall"
+    );
+    assert!(
+        lines.len() - whole.len() <= 1,
+        "only the last line may be cut"
+    );
+    for (i, line) in whole.iter().enumerate() {
+        let response: Value = serde_json::from_str(line).expect("a whole JSON line");
+        assert_eq!(response["request_id"], format!("r-{i}"), "in request order");
+    }
+    gw.shutdown().await;
+}
+
+/// A subscriber that stops reading while events keep coming is dropped
+/// and closed once a write has waited `write_timeout`, instead of pinning
+/// its connection and push pump forever. What it was sent is the event
+/// stream without a hole; if the final `events_dropped` push fit in the
+/// socket, it names exactly the rest. The gateway keeps serving.
+#[tokio::test]
+async fn subscriber_that_never_reads_is_dropped_and_closed() {
+    let gw = gateway_full(vec![], test_engine(), Limits::default(), short_write).await;
+    let mut stream = tokio::net::UnixStream::connect(&gw.path)
+        .await
+        .expect("connect");
+    {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+        let request = subscription("s", "events.subscribe");
+        stream
+            .write_all(format!("{request}\n").as_bytes())
+            .await
+            .expect("subscribe");
+        // Read exactly the answer, byte by byte, so no push is consumed.
+        let mut answer = Vec::new();
+        let mut reader = tokio::io::BufReader::with_capacity(1, &mut stream);
+        tokio::time::timeout(PATIENCE, reader.read_until(b'\n', &mut answer))
+            .await
+            .expect("answer in time")
+            .expect("read answer");
+        let answer: Value = serde_json::from_slice(&answer).expect("json");
+        assert_eq!(answer["ok"], true, "{answer}");
+    }
+    let journal = gw.supervisor.events();
+    let first = journal.last_sequence() + 1;
+    // Several MiB of pushes: more than the socket and the outbox hold.
+    for _ in 0..20_000 {
+        journal.publish(Event::tree(EventKind::BackoffReset));
+    }
+    let last = journal.last_sequence();
+    let started = tokio::time::Instant::now();
+    assert!(
+        closed_without_reading(&stream).await,
+        "the gateway still holds a subscriber that reads nothing"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(200));
+    let lines = read_to_end(stream).await;
+    let mut expected = first;
+    for (i, line) in lines.iter().enumerate() {
+        let Ok(push) = serde_json::from_str::<Value>(line) else {
+            assert_eq!(i + 1, lines.len(), "only the last line may be cut: {line}");
+            continue;
+        };
+        match push["type"].as_str() {
+            Some("event") => {
+                assert_eq!(push["event"]["sequence"], expected, "no silent hole");
+                expected += 1;
+            }
+            Some("error") => {
+                assert_eq!(i + 1, lines.len(), "the drop notice is the last line");
+                assert_eq!(push["error"]["code"], "events_dropped");
+                assert_eq!(push["dropped"]["first_missing"], expected);
+                assert_eq!(push["dropped"]["last_missing"], last);
+                expected = last + 1;
+            }
+            other => panic!("unexpected line {other:?}: {push}"),
+        }
+    }
+    assert!(expected > first, "some events were pushed before the stall");
+    let mut other = LegacyClient::connect(&gw.path).await;
+    assert_eq!(
+        other
+            .call(json!({"request_id": "h", "method": "hello"}))
+            .await["ok"],
+        true
+    );
+    gw.shutdown().await;
+}
+
+/// Serves the adapter as `sgw serve` would configure it from `toml`.
+async fn configured_gateway(toml: &str) -> TestGateway {
+    let config = supervisor_gateway::config::Config::parse(toml, "test.toml").expect("config");
+    gateway_full(vec![], test_engine(), Limits::default(), |path| {
+        LegacyOptions::from_config(&config, &path.display().to_string()).expect("options")
+    })
+    .await
+}
+
+/// A `hello` line of exactly `size` bytes (newline excluded).
+fn hello_of(size: usize) -> String {
+    let head = r#"{"request_id":"big","method":"hello","params":{"pad":""#;
+    let tail = r#""}}"#;
+    format!("{head}{}{tail}", "x".repeat(size - head.len() - tail.len()))
+}
+
+/// Sends `line` on a new connection and returns the answer and whether the
+/// connection closed after it.
+async fn answer_to(gw: &TestGateway, line: &str) -> (Value, bool) {
+    let mut client = LegacyClient::connect(&gw.path).await;
+    client.send_raw(format!("{line}\n").as_bytes()).await;
+    let answer = client.recv().await;
+    if answer["ok"] == true {
+        return (answer, false);
+    }
+    (answer, client.recv_line().await.is_none())
+}
+
+/// The legacy line limit follows the configuration: unset, it is
+/// `max_request_bytes` (not a fixed 1 MiB); `legacy_max_line_bytes` sets it
+/// on its own. A longer line is answered `frame_too_large` (stage
+/// `ipc_read`) and closes the connection; one at the limit is served.
+/// Both keys are validated.
+#[tokio::test]
+async fn legacy_line_limit_follows_the_config() {
+    let gw = configured_gateway("[gateway]\nmax_request_bytes = 4096\n").await;
+    let (answer, _) = answer_to(&gw, &hello_of(4096)).await;
+    assert_eq!(answer["ok"], true, "{answer}");
+    let (answer, closed) = answer_to(&gw, &hello_of(4097)).await;
+    assert_eq!(
+        answer,
+        error(
+            "invalid-request",
+            "frame_too_large",
+            "ipc_read",
+            "frame exceeds the maximum of 4096 bytes"
+        )
+    );
+    assert!(closed, "closed after frame_too_large");
+    gw.shutdown().await;
+
+    let gw =
+        configured_gateway("[gateway]\nmax_request_bytes = 4096\nlegacy_max_line_bytes = 8192\n")
+            .await;
+    let (answer, _) = answer_to(&gw, &hello_of(8192)).await;
+    assert_eq!(answer["ok"], true, "{answer}");
+    let (answer, closed) = answer_to(&gw, &hello_of(8193)).await;
+    assert_eq!(answer["error"]["code"], "frame_too_large");
+    assert!(closed, "closed after frame_too_large");
+    gw.shutdown().await;
+
+    for (toml, needle) in [
+        (
+            "[gateway]\nlegacy_max_line_bytes = 100\n",
+            "legacy_max_line_bytes",
+        ),
+        ("[gateway]\nwrite_timeout = \"0s\"\n", "write_timeout"),
+    ] {
+        let error = supervisor_gateway::config::Config::parse(toml, "x.toml").expect_err(toml);
+        assert!(error.to_string().contains(needle), "{error}");
+    }
+    let config = supervisor_gateway::config::Config::parse(
+        "[gateway]\nwrite_timeout = \"250ms\"\n",
+        "x.toml",
+    )
+    .expect("valid write_timeout");
+    assert_eq!(config.gateway.write_timeout, Duration::from_millis(250));
+}
+
+/// A command whose `requested_at_unix_nanos` has 5,000 digits (beyond any
+/// number serde_json converts) is answered for its own request id with
+/// `invalid_command_params`, not `invalid_json`, and executes nothing; the
+/// connection keeps serving.
+#[tokio::test]
+async fn huge_number_in_params_is_invalid_command_params() {
+    let gw = gateway(vec![sh("web", "exec sleep 1000")]).await;
+    let params = command_params("pause_child", Some("/web"), false).to_string();
+    let huge = "9".repeat(5000);
+    let params = params.replace("1764150000000000000", &huge);
+    assert!(params.contains(&huge));
+    let line =
+        format!(r#"{{"request_id":"huge","method":"command.pause_child","params":{params}}}"#);
+    let mut client = LegacyClient::connect(&gw.path).await;
+    client.send_raw(format!("{line}\n").as_bytes()).await;
+    let answer = client.recv().await;
+    assert_eq!(answer["request_id"], "huge", "{answer}");
+    assert_eq!(answer["ok"], false);
+    assert_eq!(answer["error"]["code"], "invalid_command_params");
+    assert_eq!(answer["error"]["stage"], "protocol_parse");
+    let record = gw.supervisor.child(&id("web")).await.expect("web");
+    assert_ne!(record.state.as_str(), "paused", "nothing was executed");
+    assert_eq!(
+        client
+            .call(json!({"request_id": "after", "method": "hello"}))
+            .await["ok"],
+        true
+    );
+    gw.shutdown().await;
+}
+
+/// A relay busy for longer than a heartbeat interval (but less than the
+/// lease) before it acks: the gateway waits for the ack instead of
+/// dropping the connection after one interval, so the relay's ack is
+/// delivered and the registration stays `registered` throughout; the
+/// heartbeat then goes on. (The relay's delay is the scenario, not a
+/// synchronization.)
+#[tokio::test]
+async fn slow_ack_within_the_lease_keeps_the_registration() {
+    let relay = Relay::bind();
+    let interval = Duration::from_millis(300);
+    let gw = gateway_full(vec![], test_engine(), Limits::default(), |main| {
+        relay.options_with_lease(main, interval, 3)
+    })
+    .await;
+    relay.upsert(ack(true, false)).await;
+    let (_, _, mut busy) = relay
+        .next_upsert(PATIENCE)
+        .await
+        .expect("the second upsert");
+    tokio::time::sleep(interval * 3).await;
+    assert_eq!(
+        registration_state(&gw.path).await,
+        (json!("active"), json!("registered")),
+        "still registered while the relay is busy"
+    );
+    busy.ack(&ack(true, false))
+        .await
+        .expect("the gateway still waits for the late ack");
+    busy.wait_closed().await;
+    assert_eq!(
+        registration_state(&gw.path).await,
+        (json!("active"), json!("registered"))
+    );
+    relay.upsert(ack(true, false)).await;
+    gw.shutdown().await;
+}
+
+/// A relay that closes the connection without an ack (restarting,
+/// overloaded) is retried with a backoff well before the next interval,
+/// again and again, until it acks: the heartbeat never gives up on
+/// transport errors, and the registration comes back.
+#[tokio::test]
+async fn relay_dropping_the_connection_is_retried_with_backoff() {
+    let relay = Relay::bind();
+    let interval = Duration::from_secs(4);
+    let gw = gateway_full(vec![], test_engine(), Limits::default(), |main| {
+        relay.options_with_lease(main, interval, 10)
+    })
+    .await;
+    let (_, mut at, dropped) = relay.next_upsert(PATIENCE).await.expect("the first upsert");
+    drop(dropped);
+    for attempt in 1..=3 {
+        let (_, next_at, dropped) = relay
+            .next_upsert(interval / 2)
+            .await
+            .unwrap_or_else(|| panic!("retry {attempt} did not come before half an interval"));
+        assert!(next_at > at);
+        at = next_at;
+        drop(dropped);
+    }
+    let (_, _, mut accepted) = relay
+        .next_upsert(interval / 2)
+        .await
+        .expect("a retry after three failures");
+    accepted.ack(&ack(true, false)).await.expect("ack");
+    accepted.wait_closed().await;
+    assert_eq!(
+        registration_state(&gw.path).await,
+        (json!("active"), json!("registered"))
+    );
+    gw.shutdown().await;
 }

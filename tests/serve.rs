@@ -213,3 +213,108 @@ async fn live_socket_is_refused_and_shutdown_tree_exits() {
     assert!(status.success(), "{status:?}");
     assert!(!socket.exists());
 }
+
+/// `--socket ipc/sgw.sock` is resolved once against the directory `serve`
+/// starts in: that absolute path is bound, printed, removed on exit, and
+/// announced as `ipc_path` to the relay (which refuses relative paths) and
+/// in the legacy `hello`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relative_socket_is_resolved_and_announced_absolute() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().canonicalize().expect("canonical tempdir");
+    let relay_path = root.join("relay.sock");
+    let relay = tokio::net::UnixListener::bind(&relay_path).expect("bind relay");
+    let config = root.join("sgw.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[gateway]\ntarget_id = \"served\"\n[registration]\nrelay_socket = \"{}\"\n\
+             lease_seconds = 5\nheartbeat_interval_seconds = 0.2\n",
+            relay_path.display()
+        ),
+    )
+    .expect("write config");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sgw"))
+        .args(["serve", "--config", "sgw.toml", "--socket", "ipc/sgw.sock"])
+        .current_dir(&root)
+        .env_remove("SGW_SOCKET")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn sgw serve");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut child = KillOnDrop(Some(child));
+    let socket = root.join("ipc/sgw.sock");
+    let mut lines = BufReader::new(stdout).lines();
+    let ready = lines.next().expect("a readiness line").expect("utf-8");
+    assert_eq!(
+        ready,
+        format!("sgw: serving target \"served\" on {}", socket.display())
+    );
+    let hint = lines.next().expect("grpcurl hint").expect("utf-8");
+    assert_eq!(
+        hint,
+        format!("try: grpcurl -plaintext -unix {} list", socket.display())
+    );
+
+    let (upsert, _) = tokio::time::timeout(PATIENCE, relay.accept())
+        .await
+        .expect("an upsert in time")
+        .expect("accept");
+    let (read, mut write) = upsert.into_split();
+    let payload = tokio::io::BufReader::new(read)
+        .lines()
+        .next_line()
+        .await
+        .expect("read")
+        .expect("a payload line");
+    let payload: serde_json::Value = serde_json::from_str(&payload).expect("json");
+    assert_eq!(payload["ipc_path"], socket.display().to_string());
+    write
+        .write_all(b"{\"ok\":true,\"target_id\":\"served\",\"status\":\"registered\",\"error\":null,\"retryable\":false}\n")
+        .await
+        .expect("ack");
+
+    let stream = tokio::net::UnixStream::connect(&socket)
+        .await
+        .expect("the absolute path is served");
+    let (read, mut write) = stream.into_split();
+    write
+        .write_all(b"{\"request_id\":\"h\",\"method\":\"hello\"}\n")
+        .await
+        .expect("hello");
+    let hello = tokio::time::timeout(
+        PATIENCE,
+        tokio::io::BufReader::new(read).lines().next_line(),
+    )
+    .await
+    .expect("hello in time")
+    .expect("read")
+    .expect("a line");
+    let hello: serde_json::Value = serde_json::from_str(&hello).expect("json");
+    assert_eq!(
+        hello["result"]["registration"]["ipc_path"],
+        socket.display().to_string()
+    );
+
+    let child = child.0.take().expect("still running");
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).expect("signal");
+    let status = wait_exit(child).await;
+    assert!(status.success(), "{status:?}");
+    assert!(!socket.exists(), "socket left behind");
+}
+
+/// Kills the server if the test fails before stopping it, so a failed
+/// assertion does not leave an `sgw serve` running.
+struct KillOnDrop(Option<Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 
 pub const EXIT_FAILED: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
@@ -60,21 +60,33 @@ pub fn run(cli: Cli) -> ExitCode {
             socket,
             log_format,
         } => serve::run(config, socket, log_format),
-        Commands::CheckConfig { file } => match Config::load(&file) {
-            Ok(config) => {
-                println!(
-                    "{}: ok ({} children, target {:?})",
-                    file.display(),
-                    config.children.specs().len(),
-                    config.gateway.target_id
-                );
-                ExitCode::SUCCESS
+        Commands::CheckConfig { file } => {
+            match Config::load(&file).and_then(|config| {
+                // Resolved as `serve` would (from here), so the path shown
+                // is the one a server started here binds and announces.
+                let socket = config.socket_path(None).map_err(|error| ConfigError {
+                    source: file.display().to_string(),
+                    position: None,
+                    message: format!("[gateway] socket: cannot resolve the path: {error}"),
+                })?;
+                Ok((config, socket))
+            }) {
+                Ok((config, socket)) => {
+                    println!(
+                        "{}: ok ({} children, target {:?}, socket {})",
+                        file.display(),
+                        config.children.specs().len(),
+                        config.gateway.target_id,
+                        socket.display()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    ExitCode::from(EXIT_USAGE)
+                }
             }
-            Err(error) => {
-                eprintln!("error: {error}");
-                ExitCode::from(EXIT_USAGE)
-            }
-        },
+        }
         Commands::Client(command) => client::run(command),
         Commands::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "sgw", &mut std::io::stdout());

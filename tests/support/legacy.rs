@@ -282,10 +282,19 @@ impl Relay {
     }
 
     pub fn options(&self, main: &Path, interval: Duration) -> LegacyOptions {
+        self.options_with_lease(main, interval, 5)
+    }
+
+    pub fn options_with_lease(
+        &self,
+        main: &Path,
+        interval: Duration,
+        lease_seconds: u64,
+    ) -> LegacyOptions {
         LegacyOptions {
             registration: supervisor_gateway::config::RegistrationConfig {
                 relay_socket: Some(self.path.clone()),
-                lease_seconds: 5,
+                lease_seconds,
                 heartbeat_interval: interval,
             },
             ..LegacyOptions::new(main.display().to_string())
@@ -295,25 +304,107 @@ impl Relay {
     /// Takes one upsert and answers `ack`; returns the payload and when it
     /// arrived.
     pub async fn upsert(&self, ack: Value) -> (Value, tokio::time::Instant) {
-        use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
-        let (stream, _) = tokio::time::timeout(PATIENCE, self.listener.accept())
+        let (payload, at, mut connection) =
+            self.next_upsert(PATIENCE).await.expect("an upsert in time");
+        connection.ack(&ack).await.expect("write ack");
+        (payload, at)
+    }
+
+    /// The next upsert's payload, when it arrived, and its connection (for
+    /// the ack); `None` if none arrives within `within`.
+    pub async fn next_upsert(
+        &self,
+        within: Duration,
+    ) -> Option<(Value, tokio::time::Instant, RelayConnection)> {
+        use tokio::io::AsyncBufReadExt;
+        let (stream, _) = tokio::time::timeout(within, self.listener.accept())
             .await
-            .expect("an upsert in time")
+            .ok()?
             .expect("accept");
         let at = tokio::time::Instant::now();
-        let (read, mut write) = stream.into_split();
-        let line = tokio::io::BufReader::new(read)
-            .lines()
+        let (read, write) = stream.into_split();
+        let mut lines = tokio::io::BufReader::new(read).lines();
+        let line = lines
             .next_line()
             .await
             .expect("read payload")
             .expect("a payload line");
-        write
-            .write_all(format!("{ack}\n").as_bytes())
-            .await
-            .expect("write ack");
-        (serde_json::from_str(&line).expect("payload is JSON"), at)
+        let payload = serde_json::from_str(&line).expect("payload is JSON");
+        Some((payload, at, RelayConnection { lines, write }))
     }
+}
+
+/// The relay's side of one upsert, after the payload was read. Dropping it
+/// closes the connection without an ack.
+pub struct RelayConnection {
+    lines: tokio::io::Lines<tokio::io::BufReader<tokio::net::unix::OwnedReadHalf>>,
+    write: tokio::net::unix::OwnedWriteHalf,
+}
+
+impl RelayConnection {
+    /// Writes the ack line; fails if the gateway no longer listens.
+    pub async fn ack(&mut self, ack: &Value) -> std::io::Result<()> {
+        use tokio::io::AsyncWriteExt;
+        self.write.write_all(format!("{ack}\n").as_bytes()).await
+    }
+
+    /// Waits until the gateway closes the connection, which it does once
+    /// it has read the ack and recorded the outcome. Fails the test if it
+    /// sends anything more or does not close within [`PATIENCE`].
+    pub async fn wait_closed(mut self) {
+        let next = tokio::time::timeout(PATIENCE, self.lines.next_line())
+            .await
+            .expect("the gateway closes the upsert connection in time");
+        assert!(matches!(next, Ok(None) | Err(_)), "unexpected {next:?}");
+    }
+}
+
+/// Waits until the gateway has closed `stream`, without reading from it:
+/// whatever the gateway sent stays queued for the test to inspect.
+/// `false` if it is still open after [`PATIENCE`].
+pub async fn closed_without_reading(stream: &tokio::net::UnixStream) -> bool {
+    use tokio::io::Interest;
+    let hangup = async {
+        loop {
+            let ready = stream
+                .ready(Interest::READABLE)
+                .await
+                .expect("poll the socket");
+            if ready.is_read_closed() {
+                return;
+            }
+            // Queued data keeps the socket readable: forget that readiness
+            // (nothing is read) so the next wait is for a new event, such
+            // as the hangup. The hangup itself is never forgotten.
+            let _ = stream.try_io(Interest::READABLE, || {
+                Err::<(), _>(std::io::ErrorKind::WouldBlock.into())
+            });
+        }
+    };
+    tokio::time::timeout(PATIENCE, hangup).await.is_ok()
+}
+
+/// Every line queued on `stream` until the end of the connection (EOF or
+/// reset); a last line without its newline is returned as it is.
+pub async fn read_to_end(stream: tokio::net::UnixStream) -> Vec<String> {
+    use tokio::io::AsyncReadExt;
+    let mut bytes = Vec::new();
+    let mut stream = stream;
+    let read = tokio::time::timeout(PATIENCE, async {
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => bytes.extend_from_slice(&chunk[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "the connection did not end");
+    String::from_utf8_lossy(&bytes)
+        .split_inclusive('\n')
+        .map(str::to_owned)
+        .collect()
 }
 
 /// The relay's ack in the documented format.

@@ -1,12 +1,15 @@
 //! One legacy connection: a reader that answers requests one at a time (so
 //! pipelined requests are answered in order), the push pumps, and a single
-//! writer that owns the socket's write half. Responses and pushes reach the
-//! writer as whole lines through one bounded outbox, so lines interleave
-//! but never tear.
+//! writer that owns the socket's write half (`writer`). Responses and
+//! pushes reach the writer as whole lines through one bounded outbox, so
+//! lines interleave but never tear.
 //!
 //! Closing rules: `frame_too_large` and `invalid_utf8` close after their
 //! error line; EOF (even in the middle of a line, which executes nothing)
-//! and the idle timeout close silently. A connection with an active
+//! and the idle timeout close silently; a client that leaves a write
+//! pending for `write_timeout` is closed by the writer, and the reader
+//! stops with it (it may be waiting for a request that will never matter,
+//! or for room in the outbox that will never come). A connection with an active
 //! subscription is not idle: it is doing what it asked for, listening, and
 //! a quiet tree must not disconnect its dashboards (a peer that goes away
 //! is still noticed, by EOF or a failed write). On shutdown no further
@@ -17,9 +20,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use tokio::io::{AsyncWriteExt, BufWriter};
 use tokio::net::UnixStream;
-use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::unix::OwnedReadHalf;
 use tokio::sync::mpsc;
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
@@ -28,6 +30,7 @@ use super::Adapter;
 use super::codec::{FrameError, LineCodec};
 use super::protocol::{ErrorCode, ErrorObject, INVALID_REQUEST_ID, Response, Stage, line};
 use super::push::Pushes;
+use super::writer::Outgoing;
 use crate::control::ControlPlane;
 use crate::transport::peer::PeerIdentity;
 
@@ -52,9 +55,10 @@ impl<C: ControlPlane> Adapter<C> {
     ) {
         let (read, write) = stream.into_split();
         let (outbox, lines) = mpsc::channel(OUTBOX_LINES);
+        let reader = Arc::clone(&self);
         tokio::join!(
-            self.read_requests(read, peer, outbox, shutdown),
-            write_lines(write, lines)
+            reader.read_requests(read, peer, outbox, shutdown),
+            self.write_lines(write, lines)
         );
         tracing::debug!("legacy connection closed");
     }
@@ -63,7 +67,7 @@ impl<C: ControlPlane> Adapter<C> {
         self: Arc<Self>,
         read: OwnedReadHalf,
         peer: Option<Arc<PeerIdentity>>,
-        outbox: mpsc::Sender<Bytes>,
+        outbox: mpsc::Sender<Outgoing>,
         shutdown: CancellationToken,
     ) {
         let mut frames =
@@ -71,6 +75,8 @@ impl<C: ControlPlane> Adapter<C> {
         let mut pushes = Pushes::default();
         loop {
             let frame = tokio::select! {
+                // The writer gave up on the client: nothing more can reach it.
+                () = outbox.closed() => return,
                 () = shutdown.cancelled() => None,
                 frame = self.next_frame(&mut frames, pushes.active()) => Some(frame),
             };
@@ -82,13 +88,13 @@ impl<C: ControlPlane> Adapter<C> {
                 Some(Ok(text)) => text,
                 Some(Err(Closing(last))) => {
                     if let Some(last) = last {
-                        let _ = outbox.send(last).await;
+                        let _ = outbox.send(Outgoing::Line(last)).await;
                     }
                     return;
                 }
             };
             let handled = self.handle(&text, peer.as_ref()).await;
-            if outbox.send(handled.response).await.is_err() {
+            if outbox.send(Outgoing::Line(handled.response)).await.is_err() {
                 return;
             }
             if let Some(subscribe) = handled.subscribe {
@@ -127,25 +133,4 @@ impl<C: ControlPlane> Adapter<C> {
         let response = Response::error(INVALID_REQUEST_ID.to_owned(), error);
         Err(Closing(Some(line(&response))))
     }
-}
-
-/// The connection's only writer. Lines already queued are written in one
-/// go before a flush; the write half is shut down once every sender is gone.
-async fn write_lines(write: OwnedWriteHalf, mut lines: mpsc::Receiver<Bytes>) {
-    let mut out = BufWriter::new(write);
-    while let Some(first) = lines.recv().await {
-        let mut next = Some(first);
-        while let Some(line) = next {
-            if let Err(error) = out.write_all(&line).await {
-                tracing::debug!(%error, "legacy client stopped reading");
-                return;
-            }
-            next = lines.try_recv().ok();
-        }
-        if let Err(error) = out.flush().await {
-            tracing::debug!(%error, "legacy client stopped reading");
-            return;
-        }
-    }
-    let _ = out.shutdown().await;
 }

@@ -17,7 +17,7 @@ use super::Adapter;
 use super::error::to_legacy_error;
 use super::protocol::{
     CommandParams, CommandResult, CommandTarget, ErrorCode, ErrorObject, INVALID_REQUEST_ID,
-    Method, PROTOCOL_VERSION, Reply, Request, Response, Stage, SubscribeParams, line,
+    Method, PROTOCOL_VERSION, Parsed, Reply, Request, Response, Stage, SubscribeParams, line,
 };
 use super::records::unix_nanos;
 use super::state::{runtime_record, runtime_state};
@@ -65,7 +65,7 @@ impl<C: ControlPlane> Adapter<C> {
     }
 
     pub(super) async fn handle(&self, text: &str, peer: Option<&Arc<PeerIdentity>>) -> Handled {
-        let request: Request = match serde_json::from_str(text) {
+        let request = match Request::parse(text) {
             Ok(request) => request,
             Err(error) => {
                 let error = self.protocol_error(
@@ -76,7 +76,7 @@ impl<C: ControlPlane> Adapter<C> {
                 return Handled::reply(Response::error(INVALID_REQUEST_ID.to_owned(), error));
             }
         };
-        let Request {
+        let Parsed {
             request_id,
             method,
             params,
@@ -107,7 +107,6 @@ impl<C: ControlPlane> Adapter<C> {
             let error = denial_to_legacy(&denial, self.target_id());
             return Handled::reply(Response::error(request_id, error));
         }
-        let params = params.unwrap_or_default();
         let target_id = self.target_id().to_owned();
         let (result, subscribe) = match method {
             Method::Hello => (
@@ -145,16 +144,15 @@ impl<C: ControlPlane> Adapter<C> {
     fn subscribe(
         &self,
         method: Method,
-        params: Map<String, Value>,
+        params: Result<Map<String, Value>, serde_json::Error>,
     ) -> Result<(Reply, Subscribe), ErrorObject> {
-        let params: SubscribeParams =
-            serde_json::from_value(Value::Object(params)).map_err(|error| {
-                self.protocol_error(
-                    ErrorCode::InvalidCommandParams,
-                    Stage::ProtocolParse,
-                    format!("invalid subscription params: {error}"),
-                )
-            })?;
+        let params: SubscribeParams = decode(params).map_err(|error| {
+            self.protocol_error(
+                ErrorCode::InvalidCommandParams,
+                Stage::ProtocolParse,
+                format!("invalid subscription params: {error}"),
+            )
+        })?;
         if !params.session_established {
             return Err(self.protocol_error(
                 ErrorCode::SessionRequired,
@@ -185,16 +183,15 @@ impl<C: ControlPlane> Adapter<C> {
         &self,
         peer: &Arc<PeerIdentity>,
         method: CommandKind,
-        params: Map<String, Value>,
+        params: Result<Map<String, Value>, serde_json::Error>,
     ) -> Result<Reply, ErrorObject> {
-        let params: CommandParams =
-            serde_json::from_value(Value::Object(params)).map_err(|error| {
-                self.protocol_error(
-                    ErrorCode::InvalidCommandParams,
-                    Stage::ProtocolParse,
-                    format!("invalid command params: {error}"),
-                )
-            })?;
+        let params: CommandParams = decode(params).map_err(|error| {
+            self.protocol_error(
+                ErrorCode::InvalidCommandParams,
+                Stage::ProtocolParse,
+                format!("invalid command params: {error}"),
+            )
+        })?;
         let target_id = self.target_id();
         let command_id = params.command_id.clone();
         tracing::info!(
@@ -300,6 +297,13 @@ impl<C: ControlPlane> Adapter<C> {
         };
         CommandRequest::new(command, meta)
     }
+}
+
+/// A method's params from the parsed object, or why they did not decode.
+fn decode<T: serde::de::DeserializeOwned>(
+    params: Result<Map<String, Value>, serde_json::Error>,
+) -> Result<T, serde_json::Error> {
+    serde_json::from_value(Value::Object(params?))
 }
 
 /// The child a path names: its last non-empty `/` segment.

@@ -21,16 +21,15 @@ pub fn denial_to_legacy(denial: &Denial, target_id: &str) -> ErrorObject {
         Denial::RequestIdConflict { .. } => (ErrorCode::RequestIdConflict, Stage::CommandValidate),
         Denial::AuditUnavailable { .. } => (ErrorCode::AuditUnavailable, Stage::CommandDispatch),
         Denial::CommandNotAllowed { .. } => (ErrorCode::CommandNotAllowed, Stage::CommandValidate),
+        Denial::Unclassified { .. } => (ErrorCode::PermissionDenied, Stage::CommandValidate),
+        Denial::TooManyStreams { .. } => (ErrorCode::RateLimited, Stage::Subscription),
     };
     ErrorObject {
         code,
         stage,
         target_id: Some(target_id.to_owned()),
         message: denial.to_string(),
-        retryable: matches!(
-            denial,
-            Denial::RateLimited { .. } | Denial::AuditUnavailable { .. }
-        ),
+        retryable: denial.is_retryable(),
         reason: Some(denial.code()),
     }
 }
@@ -78,6 +77,96 @@ pub fn to_legacy_error(error: &ControlError, target_id: &str) -> ErrorObject {
 mod tests {
     use super::*;
     use crate::model::{ChildId, CommandKind};
+
+    /// Both protocols name every error with the same reason and agree on
+    /// whether (and, for gRPC, when) it is worth retrying.
+    #[test]
+    fn both_protocols_agree_on_every_error() {
+        use crate::transport::grpc::status::{denial_to_status, to_status};
+        use tonic_types::StatusExt;
+        let id = ChildId::new("a").expect("id");
+        let errors = [
+            ControlError::NotFound {
+                id: "x".into(),
+                known: vec![],
+            },
+            ControlError::AlreadyExists { id: id.clone() },
+            ControlError::InvalidSpec(crate::model::SpecError::new("command", "empty")),
+            ControlError::InvalidArgument {
+                field: "f".into(),
+                message: "m".into(),
+            },
+            ControlError::ConfirmationRequired {
+                command: CommandKind::RemoveChild,
+            },
+            ControlError::ForbiddenInState {
+                id: id.clone(),
+                command: CommandKind::ResumeChild,
+                state: crate::model::ChildState::Running,
+                why: "w".into(),
+            },
+            ControlError::HasDependents {
+                id: id.clone(),
+                dependents: vec![id.clone()],
+            },
+            ControlError::SpawnFailed {
+                id: id.clone(),
+                message: "m".into(),
+            },
+            ControlError::ShuttingDown,
+            ControlError::Internal {
+                message: "m".into(),
+            },
+        ];
+        let denials = [
+            Denial::PeerNotAllowed {
+                uid: 1,
+                allowed: "root".into(),
+            },
+            Denial::NotAuthorized {
+                who: "uid:1".into(),
+                class: "write",
+                needs: "root".into(),
+            },
+            Denial::RateLimited {
+                uid: 1,
+                retry_after: std::time::Duration::from_millis(250),
+            },
+            Denial::RequestIdConflict {
+                request_id: "r".into(),
+            },
+            Denial::AuditUnavailable { reason: "r".into() },
+            Denial::CommandNotAllowed {
+                program: "/bin/x".into(),
+            },
+            Denial::Unclassified { method: "m".into() },
+            Denial::TooManyStreams { uid: 1, max: 2 },
+        ];
+        let cases = errors
+            .iter()
+            .map(|e| {
+                (
+                    to_status(e, "demo"),
+                    to_legacy_error(e, "demo"),
+                    e.retry_after(),
+                )
+            })
+            .chain(denials.iter().map(|d| {
+                (
+                    denial_to_status(d, "demo"),
+                    denial_to_legacy(d, "demo"),
+                    d.retry_after(),
+                )
+            }));
+        for (status, legacy, retry_after) in cases {
+            let details = status.get_error_details();
+            let info = details.error_info().expect("error info");
+            assert_eq!(Some(info.reason.as_str()), legacy.reason, "{legacy:?}");
+            let grpc_retry = details.retry_info().and_then(|r| r.retry_delay);
+            assert_eq!(grpc_retry.is_some(), legacy.retryable, "{legacy:?}");
+            assert_eq!(grpc_retry, retry_after, "{legacy:?}");
+        }
+    }
 
     #[test]
     fn validation_and_dispatch_failures_are_told_apart() {

@@ -10,7 +10,8 @@
 //! - `codec`: bounded line framing.
 //! - `protocol`: the wire types. `error`: `ControlError` → error object.
 //! - `dispatch`: one request → one response. `state`, `records`: the shapes.
-//! - `connection`: reader, writer and pushes of one connection (`push`).
+//! - `connection`: reader and pushes of one connection (`push`); `writer`:
+//!   its only writer, with the write deadline.
 //! - `registration`: the payload and the relay heartbeat.
 
 mod codec;
@@ -22,6 +23,7 @@ mod push;
 mod records;
 mod registration;
 mod state;
+mod writer;
 
 use crate::transport::security::Security;
 use std::path::PathBuf;
@@ -44,8 +46,12 @@ use crate::control::ControlPlane;
 use crate::transport::peer::PeerIdentity;
 use crate::transport::socket::{BindOptions, BoundSocket, SocketError, SocketGuard};
 
-/// The default bound on one request line.
+/// The bound on one request line of [`LegacyOptions::new`]. A configured
+/// gateway uses `[gateway] legacy_max_line_bytes` (else `max_request_bytes`).
 pub const DEFAULT_MAX_FRAME_BYTES: usize = 1024 * 1024;
+
+/// How long a write may wait for the client to read, unless configured.
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A socket that serves the adapter alone (`legacy = "/path.sock"`). The
 /// socket file is removed when this is dropped, i.e. after the gateway
@@ -88,6 +94,10 @@ pub struct LegacyOptions {
     /// A connection without a complete request for this long (and without
     /// an active subscription) is closed.
     pub idle_timeout: Duration,
+    /// A client that leaves a write waiting this long is not reading: its
+    /// subscriptions are dropped (with a `*_dropped` push, if it fits) and
+    /// the connection is closed.
+    pub write_timeout: Duration,
     /// The socket legacy clients are told to use (`hello`, registration).
     pub ipc_path: String,
     pub registration: RegistrationConfig,
@@ -101,6 +111,7 @@ impl LegacyOptions {
             dedicated: None,
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             idle_timeout: Duration::from_secs(300),
+            write_timeout: DEFAULT_WRITE_TIMEOUT,
             ipc_path: ipc_path.into(),
             registration: RegistrationConfig::default(),
         }
@@ -120,7 +131,9 @@ impl LegacyOptions {
     pub fn from_config(config: &Config, main_socket: &str) -> Result<Self, SocketError> {
         let gateway = &config.gateway;
         let mut options = Self {
+            max_frame_bytes: gateway.legacy_max_line_bytes(),
             idle_timeout: gateway.idle_timeout,
+            write_timeout: gateway.write_timeout,
             registration: config.registration.clone(),
             ..Self::new(main_socket)
         };
@@ -153,6 +166,7 @@ pub struct Adapter<C> {
     target_id: String,
     max_frame_bytes: usize,
     idle_timeout: Duration,
+    write_timeout: Duration,
     ipc_path: String,
     lease_seconds: u64,
     registration: watch::Sender<RegistrationStatus>,
@@ -180,6 +194,7 @@ impl<C: ControlPlane> Adapter<C> {
             security,
             max_frame_bytes: options.max_frame_bytes,
             idle_timeout: options.idle_timeout,
+            write_timeout: options.write_timeout,
             ipc_path: options.ipc_path.clone(),
             lease_seconds: options.registration.lease_seconds,
             registration: watch::Sender::new(status),
@@ -233,6 +248,16 @@ impl<C: ControlPlane> Adapter<C> {
 
     fn idle_timeout(&self) -> Duration {
         self.idle_timeout
+    }
+
+    fn write_timeout(&self) -> Duration {
+        self.write_timeout
+    }
+
+    /// How long the relay keeps a registration: the longest an ack is
+    /// worth waiting for.
+    fn lease(&self) -> Duration {
+        Duration::from_secs(self.lease_seconds)
     }
 
     fn set_registration(&self, status: RegistrationStatus) {

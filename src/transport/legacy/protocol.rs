@@ -27,6 +27,77 @@ pub struct Request {
     pub params: Option<Map<String, Value>>,
 }
 
+impl Request {
+    /// Parses a request line. A line whose envelope is a request but whose
+    /// `params` do not decode still yields the request, with the reason in
+    /// place of its params: serde_json refuses numbers beyond `f64` (a
+    /// 5,000-digit `requested_at_unix_nanos`), and such a request deserves
+    /// its own id and `invalid_command_params`, not an anonymous
+    /// `invalid_json`. `Err` is a line that is no request at all.
+    pub fn parse(text: &str) -> Result<Parsed, serde_json::Error> {
+        match serde_json::from_str::<Request>(text) {
+            Ok(request) => Ok(Parsed {
+                request_id: request.request_id,
+                method: request.method,
+                params: Ok(request.params.unwrap_or_default()),
+            }),
+            Err(error) => match serde_json::from_str::<Envelope>(text) {
+                Ok(envelope) => Ok(Parsed {
+                    request_id: envelope.request_id,
+                    method: envelope.method,
+                    params: Err(error),
+                }),
+                Err(_) => Err(error),
+            },
+        }
+    }
+}
+
+/// A request line, parsed: its params, or why they did not decode.
+#[derive(Debug)]
+pub struct Parsed {
+    pub request_id: String,
+    pub method: String,
+    pub params: Result<Map<String, Value>, serde_json::Error>,
+}
+
+/// A request whose params are checked to be an object and otherwise
+/// skipped (skipping a number does not convert it, so it cannot overflow).
+#[derive(Deserialize)]
+struct Envelope {
+    request_id: String,
+    method: String,
+    #[serde(default)]
+    #[allow(dead_code, reason = "only its shape is checked")]
+    params: Option<AnyObject>,
+}
+
+/// Any JSON object, contents unread.
+struct AnyObject;
+
+impl<'de> Deserialize<'de> for AnyObject {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Skip;
+        impl<'de> serde::de::Visitor<'de> for Skip {
+            type Value = AnyObject;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<AnyObject, A::Error> {
+                use serde::de::IgnoredAny;
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(AnyObject)
+            }
+        }
+        deserializer.deserialize_map(Skip)
+    }
+}
+
 /// The methods, by their wire names. Aliases are deliberately not accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {

@@ -6,11 +6,11 @@
 //! buffers: once the cursor is more than the journal's capacity behind, the
 //! journal reports the lost range as a gap, which is pushed as an `error`
 //! line (`events_dropped` / `logs_dropped`, with the range), and the stream
-//! continues with the oldest record still retained.
+//! continues with the oldest record still retained. A client that stops
+//! reading altogether is closed by the writer's deadline (`writer`).
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
@@ -19,8 +19,9 @@ use super::Adapter;
 use super::dispatch::Subscribe;
 use super::protocol::{Dropped, ErrorCode, ErrorObject, Push, Stage, line};
 use super::records::{event_record, log_record};
+use super::writer::{Feed, Outgoing};
 use crate::control::ControlPlane;
-use crate::journal::{Gap, Item, Subscription};
+use crate::journal::{Gap, GapReason, Item, Subscription};
 use crate::model::{CommandKind, Event, EventKind, LogLine};
 
 /// The pump tasks of one connection; at most one per journal. Dropping it
@@ -48,7 +49,7 @@ impl Pushes {
         &mut self,
         adapter: &Arc<Adapter<C>>,
         subscribe: Subscribe,
-        outbox: &mpsc::Sender<Bytes>,
+        outbox: &mpsc::Sender<Outgoing>,
     ) {
         let adapter = Arc::clone(adapter);
         let outbox = outbox.clone();
@@ -96,14 +97,32 @@ fn changes_config(kind: &EventKind) -> bool {
     )
 }
 
+/// Where the pump's line leaves the client's view of the feed: after a
+/// record, or after a reported range.
+fn next_after<T>(item: &Item<T>) -> u64 {
+    match item {
+        Item::Record(record) => record.sequence + 1,
+        Item::Gap(gap) => gap.last_missing + 1,
+    }
+}
+
 async fn pump_events<C: ControlPlane>(
     adapter: Arc<Adapter<C>>,
     mut cursor: Subscription<Event>,
-    outbox: mpsc::Sender<Bytes>,
+    outbox: mpsc::Sender<Outgoing>,
 ) {
     let target_id = adapter.target_id().to_owned();
+    let feed = Feed::Events;
+    let start = Outgoing::Subscribed {
+        feed,
+        next: cursor.position(),
+    };
+    if outbox.send(start).await.is_err() {
+        return;
+    }
     let mut version = adapter.config_version().await;
     while let Some(item) = cursor.next().await {
+        let next = next_after(&item);
         let push = match item {
             Item::Record(record) => {
                 if changes_config(&record.body.kind) {
@@ -114,41 +133,70 @@ async fn pump_events<C: ControlPlane>(
                     event: event_record(&target_id, &version, &record),
                 }
             }
-            Item::Gap(gap) => dropped(&target_id, ErrorCode::EventsDropped, "events", gap),
+            Item::Gap(gap) => lagged(&target_id, feed, gap),
         };
-        if outbox.send(line(&push)).await.is_err() {
+        let line = line(&push);
+        if outbox
+            .send(Outgoing::Push { line, feed, next })
+            .await
+            .is_err()
+        {
             return;
         }
     }
-    let _ = outbox.send(line(&closed(&target_id, "events"))).await;
+    let _ = outbox
+        .send(Outgoing::Line(line(&closed(&target_id, "events"))))
+        .await;
 }
 
 async fn pump_logs<C: ControlPlane>(
     adapter: Arc<Adapter<C>>,
     mut cursor: Subscription<LogLine>,
-    outbox: mpsc::Sender<Bytes>,
+    outbox: mpsc::Sender<Outgoing>,
 ) {
     let target_id = adapter.target_id().to_owned();
+    let feed = Feed::Logs;
+    let start = Outgoing::Subscribed {
+        feed,
+        next: cursor.position(),
+    };
+    if outbox.send(start).await.is_err() {
+        return;
+    }
     while let Some(item) = cursor.next().await {
+        let next = next_after(&item);
         let push = match item {
             Item::Record(record) => Push::Log {
                 target_id: target_id.clone(),
                 log: log_record(&target_id, &record),
             },
-            Item::Gap(gap) => dropped(&target_id, ErrorCode::LogsDropped, "log lines", gap),
+            Item::Gap(gap) => lagged(&target_id, feed, gap),
         };
-        if outbox.send(line(&push)).await.is_err() {
+        let line = line(&push);
+        if outbox
+            .send(Outgoing::Push { line, feed, next })
+            .await
+            .is_err()
+        {
             return;
         }
     }
-    let _ = outbox.send(line(&closed(&target_id, "logs"))).await;
+    let _ = outbox
+        .send(Outgoing::Line(line(&closed(&target_id, "logs"))))
+        .await;
 }
 
-fn dropped(target_id: &str, code: ErrorCode, what: &str, gap: Gap) -> Push {
+/// The push for a range the journal reported lost to this subscriber.
+fn lagged(target_id: &str, feed: Feed, gap: Gap) -> Push {
     let why = match gap.reason {
-        crate::journal::GapReason::Lagged => "this connection read too slowly",
-        crate::journal::GapReason::Evicted => "they are no longer retained",
+        GapReason::Lagged => "this connection read too slowly",
+        GapReason::Evicted => "they are no longer retained",
     };
+    dropped(target_id, feed.dropped_code(), feed.records(), gap, why)
+}
+
+/// An `events_dropped` / `logs_dropped` error push for `gap`, saying why.
+pub fn dropped(target_id: &str, code: ErrorCode, what: &str, gap: Gap, why: &str) -> Push {
     Push::Error {
         target_id: target_id.to_owned(),
         error: ErrorObject::protocol(

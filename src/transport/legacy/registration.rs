@@ -2,11 +2,17 @@
 //! relay heartbeat.
 //!
 //! The heartbeat is one task: every interval it connects to the relay,
-//! writes the payload as one line and reads one ack line. Each attempt is
-//! bounded by the interval, so a stuck relay delays nothing but the next
-//! attempt; serving never waits for it. A non-retryable rejection ends the
-//! task; anything else (refused connection, timeout, malformed or retryable
-//! ack) is retried on the next tick.
+//! writes the payload as one line and reads one ack line. Serving never
+//! waits for it.
+//!
+//! The ack is awaited for up to the lease, not the interval: a relay busy
+//! for longer than an interval still holds the registration, and giving up
+//! early only makes it fail to write an ack it was about to send. After a
+//! transport failure (refused or dropped connection, no ack, malformed ack)
+//! the next attempt comes sooner, with a backoff from 100 ms doubling up to
+//! the interval, so a restarted relay sees the gateway again within a
+//! fraction of the lease; the task never gives up on those. A retryable
+//! rejection waits for the next interval; a non-retryable one ends the task.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,7 +22,6 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 use tokio::net::UnixStream;
-use tokio::time::MissedTickBehavior;
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
@@ -176,6 +181,18 @@ async fn upsert(relay: &Path, payload: &Registration) -> Result<Ack, UpsertError
     Ok(serde_json::from_str(&text)?)
 }
 
+/// The first retry after a transport failure; doubled per consecutive
+/// failure, up to the heartbeat interval.
+const RETRY_INITIAL: Duration = Duration::from_millis(100);
+
+/// How long to wait after the `failures`-th transport failure in a row.
+fn retry_after(failures: u32, interval: Duration) -> Duration {
+    let factor = 1u32
+        .checked_shl(failures.saturating_sub(1))
+        .unwrap_or(u32::MAX);
+    RETRY_INITIAL.saturating_mul(factor).min(interval)
+}
+
 /// Runs the heartbeat until shutdown or a non-retryable rejection.
 pub async fn heartbeat<C: ControlPlane>(
     adapter: Arc<Adapter<C>>,
@@ -184,24 +201,24 @@ pub async fn heartbeat<C: ControlPlane>(
     shutdown: CancellationToken,
 ) {
     let target_id = adapter.target_id().to_owned();
-    let mut ticks = tokio::time::interval(interval);
-    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let lease = adapter.lease();
     let mut last_ok = None;
+    let mut failures = 0;
     loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            _ = ticks.tick() => {}
-        }
+        let started = tokio::time::Instant::now();
         let payload = adapter.registration().await;
         let attempt = tokio::select! {
             () = shutdown.cancelled() => return,
-            attempt = tokio::time::timeout(interval, upsert(&relay, &payload)) => {
-                attempt.unwrap_or(Err(UpsertError::TimedOut(interval)))
+            attempt = tokio::time::timeout(lease, upsert(&relay, &payload)) => {
+                attempt.unwrap_or(Err(UpsertError::TimedOut(lease)))
             }
         };
+        // Attempts start an interval apart however long an ack took.
+        let mut next = started + interval;
         let status = match attempt {
             Ok(ack) if ack.ok && ack.target_id.as_ref().is_none_or(|id| *id == target_id) => {
                 tracing::debug!(relay = %relay.display(), status = ?ack.status, "registration renewed");
+                failures = 0;
                 let now = Instant::now();
                 last_ok = Some(now);
                 Status::Registered { at: now }
@@ -223,13 +240,38 @@ pub async fn heartbeat<C: ControlPlane>(
                     error = ?ack.error.map(|e| e.code),
                     "registration not accepted; retrying next interval"
                 );
+                failures = 0;
                 Status::Retrying { last_ok }
             }
             Err(error) => {
-                tracing::info!(relay = %relay.display(), %error, "registration failed; retrying next interval");
+                failures += 1;
+                let wait = retry_after(failures, interval);
+                tracing::info!(relay = %relay.display(), %error, ?wait, failures, "registration failed; retrying");
+                next = tokio::time::Instant::now() + wait;
                 Status::Retrying { last_ok }
             }
         };
         adapter.set_registration(status);
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep_until(next) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A relay that is down is retried quickly at first, then never more
+    /// often than the interval, and the doubling cannot overflow.
+    #[test]
+    fn retries_back_off_from_100ms_up_to_the_interval() {
+        let interval = Duration::from_secs(1);
+        let waits: Vec<u128> = (1..=6)
+            .map(|n| retry_after(n, interval).as_millis())
+            .collect();
+        assert_eq!(waits, [100, 200, 400, 800, 1000, 1000]);
+        assert_eq!(retry_after(u32::MAX, interval), interval);
     }
 }
