@@ -41,6 +41,35 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// grpcurl prints an error's details decoded (reflection serves
+/// `google/rpc/error_details.proto`), not "ErrorInfo is not recognized".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpcurl_decodes_error_details() {
+    let gw = gateway(vec![]).await;
+    let path = gw.path.clone();
+    let output = tokio::task::spawn_blocking(move || {
+        grpcurl(
+            &path,
+            &[
+                "-d",
+                r#"{"child_id": "nobody"}"#,
+                "supervisor.gateway.v1.ControlService/GetChild",
+            ],
+        )
+    })
+    .await
+    .expect("join");
+    let all = format!("{}{}", text(&output.stdout), text(&output.stderr));
+    assert!(!output.status.success(), "{all}");
+    assert!(all.contains("NotFound"), "{all}");
+    assert!(!all.contains("not recognized"), "{all}");
+    assert!(
+        all.contains("child_not_found"),
+        "ErrorInfo reason decoded: {all}"
+    );
+    gw.shutdown().await;
+}
+
 /// grpcurl lists and describes the services through v1alpha reflection,
 /// calls a unary RPC and reads a bounded SubscribeEvents, with no protos.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -58,9 +58,12 @@ fn legacy_call(socket: &Path, request: &Value) -> Value {
     stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
     let mut line = serde_json::to_vec(request).expect("json");
     line.push(b'\n');
-    stream.write_all(&line).expect("write");
+    // A connection refused at accept may be gone before the write: no reply.
+    if stream.write_all(&line).is_err() {
+        return Value::Null;
+    }
     let mut reply = String::new();
-    BufReader::new(stream).read_line(&mut reply).expect("read");
+    let _ = BufReader::new(stream).read_line(&mut reply);
     serde_json::from_str(&reply).unwrap_or(Value::Null)
 }
 
@@ -81,6 +84,9 @@ fn other_uid_client() {
         return;
     };
     let socket = Path::new(&socket);
+    if let Ok(count) = std::env::var("SGW_AS_UID_HOLD") {
+        return hold_connections(socket, count.parse().expect("count"));
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -134,6 +140,34 @@ fn other_uid_client() {
             json!({"legacy": method, "ok": reply["ok"], "code": reply["error"]["code"]})
         );
     }
+}
+
+/// The other-uid helper's second part: opens `count` connections, each
+/// sending the legacy protocol's first byte, says which the server closed
+/// at once (`{"held": N, "refused": M}`), then keeps the held ones open
+/// until its stdin closes.
+fn hold_connections(socket: &Path, count: usize) {
+    use std::io::Read;
+    let mut held = Vec::new();
+    let mut refused = 0;
+    for _ in 0..count {
+        let mut stream = std::os::unix::net::UnixStream::connect(socket).expect("connect");
+        let _ = stream.write_all(b"{");
+        // A refused connection is closed without being read: EOF at once.
+        // A held one waits for the rest of its request line.
+        stream
+            .set_read_timeout(Some(Duration::from_millis(300)))
+            .expect("timeout");
+        let mut byte = [0u8; 1];
+        match stream.read(&mut byte) {
+            Ok(0) => refused += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => refused += 1,
+            _ => held.push(stream),
+        }
+    }
+    println!("{}", json!({"held": held.len(), "refused": refused}));
+    let mut rest = Vec::new();
+    let _ = std::io::stdin().read_to_end(&mut rest);
 }
 
 /// A world-readable copy of this test executable (the build directory may
@@ -244,9 +278,15 @@ async fn other_uid_reads_but_cannot_command() {
     );
     let record = gw.supervisor_child_generation("web").await;
     assert_eq!(record, 1, "nothing restarted");
-    let audited = audit_lines(&audit);
+    gw.shutdown().await;
+    // Denials have their own trail; the four calls, of one uid and code,
+    // are the first record plus one counting the other three.
+    let audited = audit_lines(&supervisor_gateway::transport::security::denials_path(
+        &audit,
+    ));
     let denials: Vec<_> = audited.iter().filter(|r| r["decision"] == "deny").collect();
-    assert_eq!(denials.len(), 4, "{audited:?}");
+    let counts: Vec<_> = denials.iter().map(|r| r["count"].as_u64()).collect();
+    assert_eq!(counts, [Some(1), Some(3)], "{audited:?}");
     assert!(
         denials
             .iter()
@@ -267,32 +307,129 @@ async fn other_uid_reads_but_cannot_command() {
             .iter()
             .all(|r| r["pid"].as_u64().is_some() && r["executable"].is_string())
     );
-    gw.shutdown().await;
 }
 
 /// A uid outside allowed_uids cannot use the socket at all, on either
-/// protocol, even for reads (and even with a world-writable socket mode).
+/// protocol, even for reads (and even with a world-writable socket mode):
+/// its connections are closed at accept, before a byte is read, and the
+/// refusal lands in the denial trail (aggregated), not the command trail.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn other_uid_not_allowed_cannot_connect() {
-    let gw = secured(test_security()).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let audit = dir.path().join("audit.log");
+    let mut security = test_security();
+    security.audit.path = Some(audit.clone());
+    let gw = secured(security).await;
     let path = gw.path.clone();
     let lines = tokio::task::spawn_blocking(move || run_as_nobody(&path))
         .await
         .expect("join");
-    assert_eq!(
-        find(&lines, "grpc", "GetInfo")["code"],
-        "PermissionDenied:peer_not_allowed"
-    );
-    assert_eq!(
-        find(&lines, "grpc", "GetState")["code"],
-        "PermissionDenied:peer_not_allowed"
-    );
-    assert_eq!(find(&lines, "legacy", "state")["code"], "peer_not_allowed");
-    assert_eq!(
-        find(&lines, "legacy", "restart_child")["code"],
-        "peer_not_allowed"
-    );
+    let grpc_ok = lines
+        .iter()
+        .filter(|l| l["grpc"].is_string() && l["code"] == "OK")
+        .count();
+    assert_eq!(grpc_ok, 0, "{lines:?}");
+    for method in ["state", "restart_child", "remove_child"] {
+        assert_eq!(
+            find(&lines, "legacy", method)["ok"],
+            Value::Null,
+            "{method}: no reply"
+        );
+    }
     assert_eq!(gw.supervisor_child_generation("web").await, 1);
+    gw.shutdown().await;
+    let denials = audit_lines(&supervisor_gateway::transport::security::denials_path(
+        &audit,
+    ));
+    assert!(
+        denials.iter().all(|r| r["uid"] == NOBODY
+            && r["method"] == "connect"
+            && r["outcome"] == "peer_not_allowed"),
+        "{denials:?}"
+    );
+    let counted: u64 = denials
+        .iter()
+        .map(|r| r["count"].as_u64().unwrap_or(0))
+        .sum();
+    assert!(
+        counted >= 4,
+        "every refused connection counted: {denials:?}"
+    );
+    assert!(denials.len() <= 2, "aggregated: {denials:?}");
+    assert!(audit_lines(&audit).is_empty(), "no command records");
+}
+
+/// One uid other than the owner's holds at most its share of the budget
+/// and never the reserved slots: with 4 slots (2 per uid, 1 reserved) uid
+/// 65534 keeps 2 and is refused the rest, and the owner still gets in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_uid_cannot_take_every_slot() {
+    let mut security = test_security();
+    security.allowed_uids = vec![NOBODY];
+    let mut limits = Limits::with_max_connections(4);
+    limits.shares.per_uid = 2;
+    limits.shares.reserved = 1;
+    let gw = gateway_secured(
+        vec![],
+        test_engine(),
+        limits,
+        |path| LegacyOptions::new(path.display().to_string()),
+        security,
+        0o666,
+    )
+    .await;
+    let mut helper = Command::new(helper_executable())
+        .args([
+            "--ignored",
+            "--exact",
+            "other_uid_client",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("SGW_AS_UID_SOCKET", &gw.path)
+        .env("SGW_AS_UID_HOLD", "4")
+        .current_dir("/")
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("helper");
+    let mut stdout = BufReader::new(helper.stdout.take().expect("stdout"));
+    let (report, mut stdout) = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        while !line.contains("\"held\"") {
+            line.clear();
+            assert_ne!(
+                stdout.read_line(&mut line).expect("read"),
+                0,
+                "helper ended"
+            );
+        }
+        let start = line.find('{').expect("json");
+        let report = serde_json::from_str::<Value>(&line[start..]).expect("json");
+        (report, stdout)
+    })
+    .await
+    .expect("join");
+    assert_eq!(report, json!({"held": 2, "refused": 2}));
+    // The owner may use the rest, reserved slot included.
+    let mut first = gw.client().await.control;
+    let mut second = gw.client().await.control;
+    first.get_info(pb::GetInfoRequest {}).await.expect("owner");
+    second
+        .get_info(pb::GetInfoRequest {})
+        .await
+        .expect("owner, reserved slot");
+    drop(helper.stdin.take());
+    // Read the helper's last words so it never writes to a closed pipe.
+    tokio::task::spawn_blocking(move || {
+        let mut rest = String::new();
+        let _ = std::io::Read::read_to_string(&mut stdout, &mut rest);
+        let _ = helper.wait();
+    })
+    .await
+    .expect("join");
     gw.shutdown().await;
 }
 

@@ -138,6 +138,8 @@ const CONFIG: &str = r#"
 target_id = "bench"
 max_connections = 8192
 max_request_bytes = 65536
+# One uid (this tool) opens every idle subscriber.
+max_streams_per_uid = 100000
 
 # The log stream run adds a child running `yes`.
 [security.add_child]
@@ -398,9 +400,10 @@ async fn event_stream(settings: &Settings, dir: &Path, subscribers: usize) -> Re
         ChildSet::new(vec![])?,
     );
     let stop = tokio_util::sync::CancellationToken::new();
+    // One uid opens every subscriber here: lift the per-uid stream cap.
     let limits = Limits {
-        max_connections: 1024,
-        ..Limits::default()
+        max_streams_per_uid: usize::MAX,
+        ..Limits::with_max_connections(1024)
     };
     let server = tokio::spawn(grpc::serve(
         Arc::new(supervisor.clone()),

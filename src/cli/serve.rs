@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
+use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::EnvFilter;
 
 use super::{EXIT_FAILED, EXIT_USAGE, LogFormat};
@@ -18,19 +19,25 @@ use crate::transport::legacy::LegacyOptions;
 use crate::transport::security::Security;
 use crate::transport::socket::{BindOptions, BoundSocket};
 
-fn init_tracing(format: LogFormat) {
+/// Logs go through a dedicated writer thread: a worker never blocks on
+/// stderr, even when it is a pipe nobody reads. When that thread falls
+/// behind, lines are dropped (and counted by tracing-appender) rather than
+/// stalling the control plane. The guard flushes what is queued on exit.
+fn init_tracing(format: LogFormat) -> WorkerGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
+    guard
 }
 
 pub fn run(config: Option<PathBuf>, socket: Option<PathBuf>, log_format: LogFormat) -> ExitCode {
-    init_tracing(log_format);
+    let _log_writer = init_tracing(log_format);
     let config = match config {
         Some(path) => Config::load(&path),
         None => Config::demo(),
@@ -68,10 +75,17 @@ fn raise_fd_limit() {
 }
 
 async fn serve(config: Config, socket_flag: Option<PathBuf>) -> ExitCode {
+    let socket = match config.socket_path(socket_flag) {
+        Ok(socket) => socket,
+        Err(error) => {
+            eprintln!("error: cannot resolve the socket path: {error}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
     let bound = match BoundSocket::from_systemd() {
         Ok(Some(activated)) => Ok(activated),
         Ok(None) => BoundSocket::bind(&BindOptions {
-            path: config.socket_path(socket_flag),
+            path: socket,
             mode: config.gateway.socket_mode,
             bind: config.gateway.bind,
         }),
@@ -108,12 +122,7 @@ async fn serve(config: Config, socket_flag: Option<PathBuf>) -> ExitCode {
     };
 
     let supervisor = Supervisor::start(config.engine_config(), config.children.clone());
-    let limits = Limits {
-        max_request_bytes: config.gateway.max_request_bytes,
-        max_response_bytes: config.gateway.max_response_bytes,
-        max_connections: config.gateway.max_connections,
-        idle_timeout: config.gateway.idle_timeout,
-    };
+    let limits = Limits::from_config(&config.gateway);
     let stopping = CancellationToken::new();
     let options = GatewayOptions {
         limits,

@@ -48,9 +48,35 @@ pub struct GatewayConfig {
     pub max_request_bytes: usize,
     pub max_response_bytes: usize,
     pub max_connections: usize,
+    /// Connections one uid other than the daemon's and root's may hold
+    /// (default: a quarter of `max_connections`).
+    pub max_connections_per_uid: Option<usize>,
+    /// Slots only the daemon's uid and root may take (default: an eighth
+    /// of `max_connections`, at least one).
+    pub reserved_connections: Option<usize>,
+    /// From accept to the client's first frame, and from a HEADERS frame
+    /// to the end of its header block.
+    #[serde(deserialize_with = "duration")]
+    pub handshake_timeout: Duration,
+    /// Unary calls answer within this; the command itself keeps running.
+    #[serde(deserialize_with = "duration")]
+    pub request_timeout: Duration,
+    /// Open event/log streams per uid.
+    pub max_streams_per_uid: usize,
+    /// Most bytes of log text one TailLogs backlog replays.
+    pub max_tail_bytes: usize,
     /// A connection with no request in flight for this long is closed.
     #[serde(deserialize_with = "duration")]
     pub idle_timeout: Duration,
+    /// How long a write to a legacy client may wait for it to read. A
+    /// client that stops reading would otherwise hold its connection (and
+    /// a `max_connections` slot) forever; past this it is closed.
+    #[serde(deserialize_with = "duration")]
+    pub write_timeout: Duration,
+    /// The longest legacy request line. Unset, it is `max_request_bytes`,
+    /// so one setting bounds what a client can make the gateway buffer on
+    /// either protocol.
+    pub legacy_max_line_bytes: Option<usize>,
     /// How long a shutdown waits for in-flight calls and streams.
     #[serde(deserialize_with = "duration")]
     pub drain_timeout: Duration,
@@ -68,7 +94,15 @@ impl Default for GatewayConfig {
             max_request_bytes: 64 * 1024,
             max_response_bytes: 4 * 1024 * 1024,
             max_connections: 256,
+            max_connections_per_uid: None,
+            reserved_connections: None,
+            handshake_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(60),
+            max_streams_per_uid: 64,
+            max_tail_bytes: 1024 * 1024,
             idle_timeout: Duration::from_secs(300),
+            write_timeout: Duration::from_secs(10),
+            legacy_max_line_bytes: None,
             drain_timeout: Duration::from_secs(10),
         }
     }
@@ -88,10 +122,45 @@ impl GatewayConfig {
         if self.max_connections == 0 {
             return Err("max_connections must be at least 1".to_owned());
         }
+        if self.max_connections_per_uid == Some(0) {
+            return Err("max_connections_per_uid must be at least 1".to_owned());
+        }
+        if self
+            .reserved_connections
+            .is_some_and(|reserved| reserved >= self.max_connections)
+        {
+            return Err(format!(
+                "reserved_connections must be below max_connections ({})",
+                self.max_connections
+            ));
+        }
+        if self.handshake_timeout.is_zero() || self.request_timeout.is_zero() {
+            return Err(
+                "handshake_timeout and request_timeout must be greater than zero".to_owned(),
+            );
+        }
+        if self.max_streams_per_uid == 0 {
+            return Err("max_streams_per_uid must be at least 1".to_owned());
+        }
+        if self.max_tail_bytes < 1024 {
+            return Err("max_tail_bytes must be at least 1024".to_owned());
+        }
         if self.idle_timeout.is_zero() {
             return Err("idle_timeout must be greater than zero".to_owned());
         }
+        if self.write_timeout.is_zero() {
+            return Err("write_timeout must be greater than zero".to_owned());
+        }
+        if self.legacy_max_line_bytes.is_some_and(|max| max < 1024) {
+            return Err("legacy_max_line_bytes must be at least 1024".to_owned());
+        }
         Ok(())
+    }
+
+    /// The bound on one legacy request line: `legacy_max_line_bytes`, else
+    /// `max_request_bytes`.
+    pub fn legacy_max_line_bytes(&self) -> usize {
+        self.legacy_max_line_bytes.unwrap_or(self.max_request_bytes)
     }
 }
 

@@ -152,10 +152,15 @@ impl Config {
     }
 
     /// The socket to serve on: `--socket`, else the config's, else the
-    /// contract's default.
-    pub fn socket_path(&self, flag: Option<PathBuf>) -> PathBuf {
-        flag.or_else(|| self.gateway.socket.clone())
-            .unwrap_or_else(crate::transport::socket::default_socket_path)
+    /// contract's default, made absolute against the current directory.
+    /// Resolved once, at start: the same path is bound, printed and
+    /// announced (`hello`, relay registration), and a relay refuses a
+    /// relative `ipc_path` since it cannot know what it was relative to.
+    pub fn socket_path(&self, flag: Option<PathBuf>) -> std::io::Result<PathBuf> {
+        let path = flag
+            .or_else(|| self.gateway.socket.clone())
+            .unwrap_or_else(crate::transport::socket::default_socket_path);
+        std::path::absolute(path)
     }
 }
 

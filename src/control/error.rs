@@ -1,4 +1,9 @@
+use std::time::Duration;
+
 use crate::model::{ChildId, ChildState, CommandKind, SpecError};
+
+/// The retry delay suggested where nothing more precise is known.
+pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// Everything a control-plane call can fail with. Transports map this once
 /// each (`transport::grpc::status`, `transport::legacy::error`); the
@@ -48,14 +53,23 @@ pub enum ControlError {
     Internal { message: String },
 }
 
+/// At most this many ids are listed in a message (it travels in a header).
+const LISTED_IDS: usize = 16;
+
 fn join(ids: &[ChildId]) -> String {
     if ids.is_empty() {
         return "none".to_owned();
     }
-    ids.iter()
+    let mut listed = ids
+        .iter()
+        .take(LISTED_IDS)
         .map(ChildId::as_str)
         .collect::<Vec<_>>()
-        .join(", ")
+        .join(", ");
+    if ids.len() > LISTED_IDS {
+        listed.push_str(&format!(" and {} more", ids.len() - LISTED_IDS));
+    }
+    listed
 }
 
 impl ControlError {
@@ -76,8 +90,24 @@ impl ControlError {
         }
     }
 
-    /// Whether the same call may succeed later without changes.
+    /// When the same call may succeed without changes: the one source both
+    /// protocols use (gRPC `RetryInfo`, legacy `retryable`).
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ControlError::ShuttingDown => Some(DEFAULT_RETRY_AFTER),
+            ControlError::NotFound { .. }
+            | ControlError::AlreadyExists { .. }
+            | ControlError::InvalidSpec(_)
+            | ControlError::InvalidArgument { .. }
+            | ControlError::ConfirmationRequired { .. }
+            | ControlError::ForbiddenInState { .. }
+            | ControlError::HasDependents { .. }
+            | ControlError::SpawnFailed { .. }
+            | ControlError::Internal { .. } => None,
+        }
+    }
+
     pub fn is_retryable(&self) -> bool {
-        matches!(self, ControlError::ShuttingDown)
+        self.retry_after().is_some()
     }
 }

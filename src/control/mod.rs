@@ -8,7 +8,7 @@ mod request;
 use std::future::Future;
 use std::time::SystemTime;
 
-pub use error::ControlError;
+pub use error::{ControlError, DEFAULT_RETRY_AFTER};
 pub use request::{Command, CommandMeta, CommandRequest};
 
 use crate::journal::{EventJournal, LogJournal};

@@ -215,18 +215,34 @@ impl<T> Journal<T> {
     }
 
     /// A start point that replays the last `n` retained records matching
-    /// `pred` (all retained ones if there are fewer).
-    pub fn start_for_last(&self, n: usize, pred: impl Fn(&T) -> bool) -> Start {
-        if n == 0 {
-            return Start::Live;
-        }
+    /// `pred` (all retained ones if there are fewer), as long as their
+    /// `size` adds up to at most `max_bytes`: a reply's cost is bounded by
+    /// the server, not by what the request asks for. The newest match is
+    /// always included.
+    pub fn start_for_last(
+        &self,
+        n: usize,
+        max_bytes: usize,
+        pred: impl Fn(&T) -> bool,
+        size: impl Fn(&T) -> usize,
+    ) -> Start {
         let ring = self.shared.lock();
-        ring.entries
+        let mut bytes = 0usize;
+        let mut oldest = None;
+        for record in ring
+            .entries
             .iter()
             .rev()
             .filter(|record| pred(&record.body))
-            .nth(n - 1)
-            .map_or(Start::Oldest, |record| Start::After(record.sequence - 1))
+            .take(n)
+        {
+            bytes = bytes.saturating_add(size(&record.body));
+            if bytes > max_bytes && oldest.is_some() {
+                break;
+            }
+            oldest = Some(record.sequence);
+        }
+        oldest.map_or(Start::Live, |sequence| Start::After(sequence - 1))
     }
 
     pub fn subscribe(&self, start: Start) -> Subscription<T> {
@@ -333,5 +349,47 @@ impl<T> Subscription<T> {
                 return None;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The backlog start honours both the count and the byte budget, keeps
+    /// at least the newest match, and skips records the filter rejects.
+    #[test]
+    fn start_for_last_is_bounded_by_count_and_bytes() {
+        let journal: Journal<String> = Journal::new(100);
+        for i in 0..10 {
+            journal.publish(format!("{i}{}", "x".repeat(99)));
+        }
+        let all = |_: &String| true;
+        let len = |s: &String| s.len();
+        assert!(matches!(
+            journal.start_for_last(3, usize::MAX, all, len),
+            Start::After(7)
+        ));
+        assert!(matches!(
+            journal.start_for_last(10, 250, all, len),
+            Start::After(8)
+        ));
+        assert!(matches!(
+            journal.start_for_last(5, 1, all, len),
+            Start::After(9)
+        ));
+        assert!(matches!(
+            journal.start_for_last(0, usize::MAX, all, len),
+            Start::Live
+        ));
+        let odd = |s: &String| s.starts_with(['1', '3', '5', '7', '9']);
+        assert!(matches!(
+            journal.start_for_last(2, usize::MAX, odd, len),
+            Start::After(7)
+        ));
+        assert!(matches!(
+            journal.start_for_last(1, usize::MAX, |_: &String| false, len),
+            Start::Live
+        ));
     }
 }

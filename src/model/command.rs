@@ -37,6 +37,19 @@ impl CommandKind {
         }
     }
 
+    /// The gRPC method that carries this command.
+    pub fn rpc_name(self) -> &'static str {
+        match self {
+            CommandKind::RestartChild => "RestartChild",
+            CommandKind::PauseChild => "PauseChild",
+            CommandKind::ResumeChild => "ResumeChild",
+            CommandKind::QuarantineChild => "QuarantineChild",
+            CommandKind::RemoveChild => "RemoveChild",
+            CommandKind::AddChild => "AddChild",
+            CommandKind::ShutdownTree => "ShutdownTree",
+        }
+    }
+
     /// Commands whose effect cannot be undone by another command; callers
     /// must confirm them explicitly.
     pub fn is_destructive(self) -> bool {

@@ -16,6 +16,20 @@ pub struct InvalidChildId {
     pub id: String,
 }
 
+/// How much of a client's input an error message repeats.
+const ECHO_CHARS: usize = 64;
+
+/// Client input as an error message may repeat it: cut to [`ECHO_CHARS`]
+/// characters, saying how long it was. A status message travels in a
+/// header (`grpc-message`); echoing a 20 KB id whole makes clients report
+/// the header's size instead of the real mistake.
+pub fn echo(input: &str) -> String {
+    match input.char_indices().nth(ECHO_CHARS) {
+        None => input.to_owned(),
+        Some((cut, _)) => format!("{}... ({} bytes)", &input[..cut], input.len()),
+    }
+}
+
 impl ChildId {
     pub fn new(id: &str) -> Result<Self, InvalidChildId> {
         let bytes = id.as_bytes();
@@ -27,7 +41,7 @@ impl ChildId {
         if valid {
             Ok(Self(Arc::from(id)))
         } else {
-            Err(InvalidChildId { id: id.to_owned() })
+            Err(InvalidChildId { id: echo(id) })
         }
     }
 
@@ -74,5 +88,19 @@ mod tests {
         for bad in ["", "-a", "_a", "A", "web.1", "a b", &"x".repeat(64), "é"] {
             assert!(ChildId::new(bad).is_err(), "{bad}");
         }
+    }
+
+    /// A huge invalid id is not repeated whole in the error.
+    #[test]
+    fn errors_echo_a_bounded_prefix() {
+        let huge = "X".repeat(20_000);
+        let message = ChildId::new(&huge).expect_err("invalid").to_string();
+        assert!(message.len() < 300, "{} bytes", message.len());
+        assert!(message.contains("(20000 bytes)"), "{message}");
+        assert_eq!(echo("short"), "short");
+        assert_eq!(
+            echo(&"é".repeat(70)).chars().filter(|c| *c == 'é').count(),
+            64
+        );
     }
 }

@@ -10,7 +10,7 @@ mod state;
 
 pub use command::CommandKind;
 pub use event::{Event, EventKind, EventType, QuarantineReason, Severity};
-pub use id::{ChildId, InvalidChildId};
+pub use id::{ChildId, InvalidChildId, echo};
 pub use log::{LogLine, LogStream};
 pub use spec::{
     Backoff, ChildSpec, Criticality, RestartBudget, RestartPolicy, SpecError, StopSignal,

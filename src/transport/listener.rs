@@ -1,6 +1,13 @@
-//! The accept loops: connection limit, peer credentials, protocol
-//! detection and the `:authority` repair, all decided once per connection
-//! before any request reaches a handler.
+//! The accept loops: peer credentials and admission (see
+//! [`admission`](super::admission)), protocol detection and the
+//! `:authority` repair, all decided once per connection before any request
+//! reaches a handler.
+//!
+//! Admission happens in the accept loop itself, from the kernel's
+//! credentials (one `getsockopt`): a uid that may not connect, or that
+//! holds its share already, is closed before a byte is read, so it never
+//! reaches a decoder. Everything slower (user name, `/proc`) runs in the
+//! connection's own task.
 //!
 //! On the main socket each accepted connection is classified in its own
 //! task (the accept loop never waits on a client) by peeking, without
@@ -20,16 +27,18 @@ use std::time::Duration;
 use nix::sys::socket::{MsgFlags, recv};
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::transport::server::Connected;
 use tracing::Instrument;
 
-use super::h2_authority::AuthorityRewrite;
+use super::admission::{Budget, RefusalLog, Refused, Shares, Slot};
+use super::h2_authority::{AuthorityRewrite, Deadlines};
 use super::legacy::Adapter;
 use super::peer::{ConnectionInfo, PeerIdentity};
+use super::security::{AuditRecord, Security};
 use crate::control::ControlPlane;
 
 /// One accepted gRPC connection.
@@ -37,7 +46,7 @@ pub struct Connection {
     io: AuthorityRewrite<UnixStream>,
     info: ConnectionInfo,
     /// Held for the connection's lifetime: its slot under `max_connections`.
-    _permit: OwnedSemaphorePermit,
+    _slot: Slot,
 }
 
 impl std::fmt::Debug for Connection {
@@ -103,7 +112,10 @@ pub const CLASSIFY_TIMEOUT: Duration = Duration::from_secs(2);
 /// Limits applied at accept time.
 #[derive(Debug, Clone, Copy)]
 pub struct AcceptLimits {
-    pub max_connections: usize,
+    pub shares: Shares,
+    /// From accept to the client's preface and first frame, and from a
+    /// request's HEADERS frame to the end of its header block.
+    pub handshake_timeout: Duration,
 }
 
 /// Where the connections of one listener go.
@@ -118,8 +130,10 @@ enum Route {
 
 /// What the accept loops and connection tasks share.
 struct Shared<C> {
-    slots: Arc<Semaphore>,
+    budget: Arc<Budget>,
     limits: AcceptLimits,
+    security: Arc<Security>,
+    refusals: RefusalLog,
     legacy: Option<Arc<Adapter<C>>>,
     /// Whether non-HTTP/2 connections on the main socket go to `legacy`.
     detect_legacy: bool,
@@ -149,14 +163,17 @@ impl<C: ControlPlane> Acceptor<C> {
     /// non-HTTP/2 connections of the main one.
     pub fn new(
         limits: AcceptLimits,
+        security: Arc<Security>,
         legacy: Option<Arc<Adapter<C>>>,
         detect_legacy: bool,
         shutdown: CancellationToken,
     ) -> Self {
         Self {
             shared: Arc::new(Shared {
-                slots: Arc::new(Semaphore::new(limits.max_connections)),
+                budget: Budget::new(limits.shares, security.owner_uid()),
                 limits,
+                security,
+                refusals: RefusalLog::default(),
                 legacy,
                 detect_legacy,
                 tasks: TaskTracker::new(),
@@ -204,9 +221,15 @@ impl<C: ControlPlane> Acceptor<C> {
 
 impl<C: ControlPlane> Shared<C> {
     async fn accept_loop(self: Arc<Self>, listener: UnixListener, route: Route) {
+        let mut summary = tokio::time::interval(super::admission::REFUSAL_LOG_INTERVAL);
+        summary.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let accepted = tokio::select! {
                 () = self.shutdown.cancelled() => break,
+                _ = summary.tick() => {
+                    self.refusals.flush();
+                    continue;
+                }
                 accepted = listener.accept() => accepted,
             };
             let stream = match accepted {
@@ -219,26 +242,38 @@ impl<C: ControlPlane> Shared<C> {
                     continue;
                 }
             };
-            let Ok(permit) = Arc::clone(&self.slots).try_acquire_owned() else {
-                tracing::warn!(
-                    max_connections = self.limits.max_connections,
-                    "connection refused: max_connections reached"
-                );
-                continue;
-            };
-            self.tasks
-                .spawn(Arc::clone(&self).admit(stream, permit, route.clone()));
+            match self.admit(&stream) {
+                Ok(slot) => {
+                    self.tasks
+                        .spawn(Arc::clone(&self).identify(stream, slot, route.clone()));
+                }
+                Err(refused) => self.refusals.note(refused),
+            }
         }
+        self.refusals.flush();
     }
 
-    /// Reads the peer's credentials (in the connection's task: the user
+    /// Admission from the kernel's credentials alone: may this uid connect,
+    /// and is there a slot for it? A refused connection is dropped (closed)
+    /// by the caller without reading from it.
+    fn admit(&self, stream: &UnixStream) -> Result<Slot, Refused> {
+        let Ok(cred) = stream.peer_cred() else {
+            // Handlers answer UNAUTHENTICATED; it gets no reserved slot.
+            return self.budget.take(None);
+        };
+        let (uid, gid) = (cred.uid(), cred.gid());
+        if let Err(denial) = self.security.admit_ids(uid, gid) {
+            let pid = cred.pid().and_then(|pid| u32::try_from(pid).ok());
+            let record = AuditRecord::at_accept(uid, gid, pid, "deny", denial.code());
+            self.security.audit().deny_detached(record);
+            return Err(Refused::NotAllowed { uid });
+        }
+        self.budget.take(Some(uid))
+    }
+
+    /// Reads the peer's full identity (in the connection's task: the user
     /// name lookup may be slow) and routes the connection under its span.
-    async fn admit(
-        self: Arc<Self>,
-        stream: UnixStream,
-        permit: OwnedSemaphorePermit,
-        route: Route,
-    ) {
+    async fn identify(self: Arc<Self>, stream: UnixStream, slot: Slot, route: Route) {
         let peer = match PeerIdentity::of(&stream) {
             Ok(peer) => Some(Arc::new(peer)),
             Err(error) => {
@@ -252,22 +287,20 @@ impl<C: ControlPlane> Shared<C> {
             uid = peer.as_ref().map(|p| p.uid),
             pid = peer.as_ref().and_then(|p| p.pid),
         );
-        self.route(stream, peer, permit, route)
-            .instrument(span)
-            .await;
+        self.route(stream, peer, slot, route).instrument(span).await;
     }
 
-    /// Routes one connection; the permit lives as long as the connection.
+    /// Routes one connection; the slot lives as long as the connection.
     async fn route(
         &self,
         stream: UnixStream,
         peer: Option<Arc<PeerIdentity>>,
-        permit: OwnedSemaphorePermit,
+        slot: Slot,
         route: Route,
     ) {
         let tx = match route {
             Route::Detect(tx) => tx,
-            Route::LegacyOnly => return self.serve_legacy(stream, peer, permit).await,
+            Route::LegacyOnly => return self.serve_legacy(stream, peer, slot).await,
         };
         let first = tokio::select! {
             () = self.shutdown.cancelled() => return,
@@ -276,9 +309,15 @@ impl<C: ControlPlane> Shared<C> {
         match first {
             Ok(Ok(Some(b'P'))) => {
                 let connection = Connection {
-                    io: AuthorityRewrite::new(stream),
+                    io: AuthorityRewrite::with_deadlines(
+                        stream,
+                        Deadlines {
+                            handshake: self.limits.handshake_timeout,
+                            header_block: self.limits.handshake_timeout,
+                        },
+                    ),
                     info: ConnectionInfo { peer },
-                    _permit: permit,
+                    _slot: slot,
                 };
                 tokio::select! {
                     () = self.shutdown.cancelled() => {}
@@ -287,7 +326,7 @@ impl<C: ControlPlane> Shared<C> {
             }
             Ok(Ok(Some(_))) if self.detect_legacy => {
                 drop(tx);
-                self.serve_legacy(stream, peer, permit).await;
+                self.serve_legacy(stream, peer, slot).await;
             }
             Ok(Ok(Some(byte))) => {
                 tracing::debug!(byte, "not HTTP/2 and legacy is off: connection closed");
@@ -301,18 +340,13 @@ impl<C: ControlPlane> Shared<C> {
         }
     }
 
-    async fn serve_legacy(
-        &self,
-        stream: UnixStream,
-        peer: Option<Arc<PeerIdentity>>,
-        permit: OwnedSemaphorePermit,
-    ) {
+    async fn serve_legacy(&self, stream: UnixStream, peer: Option<Arc<PeerIdentity>>, slot: Slot) {
         if let Some(adapter) = &self.legacy {
             Arc::clone(adapter)
                 .serve_connection(stream, peer, self.shutdown.clone())
                 .await;
         }
-        drop(permit);
+        drop(slot);
     }
 }
 

@@ -213,8 +213,14 @@ pub fn info(target: &TargetInfo, limits: &Limits) -> pb::GetInfoResponse {
         limits: Some(pb::Limits {
             max_request_bytes: limits.max_request_bytes as u64,
             max_response_bytes: limits.max_response_bytes as u64,
-            max_connections: u32::try_from(limits.max_connections).unwrap_or(u32::MAX),
+            max_connections: u32::try_from(limits.shares.max_connections).unwrap_or(u32::MAX),
             idle_timeout: Some(duration(limits.idle_timeout)),
+            max_connections_per_uid: u32::try_from(limits.shares.per_uid).unwrap_or(u32::MAX),
+            reserved_connections: u32::try_from(limits.shares.reserved).unwrap_or(u32::MAX),
+            handshake_timeout: Some(duration(limits.handshake_timeout)),
+            request_timeout: Some(duration(limits.request_timeout)),
+            max_streams_per_uid: u32::try_from(limits.max_streams_per_uid).unwrap_or(u32::MAX),
+            max_tail_bytes: limits.max_tail_bytes as u64,
         }),
         caller: None,
     }

@@ -14,14 +14,21 @@ use crate::control::{ControlError, ControlPlane, EventFilter, LogFilter};
 use crate::journal::{Gap, Item, Record, Start, Subscription};
 use crate::pb;
 use crate::pb::journal_service_server::JournalService;
+use crate::transport::admission::UidSlot;
+use crate::transport::security::Denial;
 
 type Inner<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
-/// The stream `SubscribeEvents` answers with.
-pub struct EventStream(Inner<pb::SubscribeEventsResponse>);
+/// The stream `SubscribeEvents` answers with; it holds one of its uid's
+/// stream slots until dropped.
+pub struct EventStream(
+    Inner<pb::SubscribeEventsResponse>,
+    #[allow(dead_code)] UidSlot,
+);
 
-/// The stream `TailLogs` answers with.
-pub struct LogStream(Inner<pb::TailLogsResponse>);
+/// The stream `TailLogs` answers with; it holds one of its uid's stream
+/// slots until dropped.
+pub struct LogStream(Inner<pb::TailLogsResponse>, #[allow(dead_code)] UidSlot);
 
 macro_rules! delegate_stream {
     ($name:ident, $item:ty) => {
@@ -53,6 +60,17 @@ pub struct JournalApi<C> {
 impl<C> JournalApi<C> {
     pub(super) fn new(shared: Arc<Shared<C>>) -> Self {
         Self { shared }
+    }
+
+    /// One of the caller's stream slots, or RESOURCE_EXHAUSTED.
+    fn stream_slot(&self, uid: u32) -> Result<UidSlot, Status> {
+        self.shared.streams.take(uid).ok_or_else(|| {
+            let denial = Denial::TooManyStreams {
+                uid,
+                max: self.shared.streams.max(),
+            };
+            super::status::denial_to_status(&denial, self.shared.target_id())
+        })
     }
 }
 
@@ -129,7 +147,7 @@ impl<C: ControlPlane> JournalService for JournalApi<C> {
         &self,
         request: Request<pb::SubscribeEventsRequest>,
     ) -> Result<Response<EventStream>, Status> {
-        peer(&request)?;
+        let slot = self.stream_slot(peer(&request)?.uid)?;
         let body = request.into_inner();
         let filter = EventFilter {
             child_ids: conv::child_ids("child_ids", &body.child_ids)
@@ -156,14 +174,14 @@ impl<C: ControlPlane> JournalService for JournalApi<C> {
                 item: Some(pb::subscribe_events_response::Item::Gap(conv::gap(gap))),
             },
         );
-        Ok(Response::new(EventStream(stream)))
+        Ok(Response::new(EventStream(stream, slot)))
     }
 
     async fn tail_logs(
         &self,
         request: Request<pb::TailLogsRequest>,
     ) -> Result<Response<LogStream>, Status> {
-        peer(&request)?;
+        let slot = self.stream_slot(peer(&request)?.uid)?;
         let body = request.into_inner();
         let filter = LogFilter {
             child_ids: conv::child_ids("child_ids", &body.child_ids)
@@ -174,7 +192,12 @@ impl<C: ControlPlane> JournalService for JournalApi<C> {
             Start::After(body.after_sequence)
         } else {
             let lines = usize::try_from(body.lines).unwrap_or(usize::MAX);
-            logs.start_for_last(lines, |line| filter.matches(line))
+            logs.start_for_last(
+                lines,
+                self.shared.max_tail_bytes,
+                |line| filter.matches(line),
+                |line| line.text.len(),
+            )
         };
         // Without follow, the stream ends at what was published when the
         // request arrived.
@@ -191,6 +214,6 @@ impl<C: ControlPlane> JournalService for JournalApi<C> {
                 item: Some(pb::tail_logs_response::Item::Gap(conv::gap(gap))),
             },
         );
-        Ok(Response::new(LogStream(stream)))
+        Ok(Response::new(LogStream(stream, slot)))
     }
 }

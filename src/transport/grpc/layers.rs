@@ -170,9 +170,12 @@ where
             // Without credentials the interceptor answers UNAUTHENTICATED.
             if let Some(peer) = peer {
                 let path = request.uri().path();
-                let class = MethodClass::of_grpc_path(path);
                 let method = || format!("grpc:{path}");
-                if let Err(denial) = layer.security.check_call(&peer, method, class).await {
+                let checked = match MethodClass::of_grpc_path(path) {
+                    Some(class) => layer.security.check_call(&peer, method, class).await,
+                    None => Err(layer.security.deny_unclassified(&peer, method()).await),
+                };
+                if let Err(denial) = checked {
                     return Ok(denial_to_status(&denial, &layer.domain).into_http());
                 }
             }

@@ -20,10 +20,12 @@ use tonic::{Request, Status};
 pub use control::ControlApi;
 pub use journal::{EventStream, JournalApi, LogStream};
 
+use crate::config::GatewayConfig;
 use crate::control::{ControlError, ControlPlane};
 use crate::pb;
 use crate::pb::control_service_server::ControlServiceServer;
 use crate::pb::journal_service_server::JournalServiceServer;
+use crate::transport::admission::{PerUid, Shares};
 use crate::transport::legacy::{Adapter, LegacyOptions};
 use crate::transport::listener::{AcceptLimits, Acceptor};
 use crate::transport::peer::{ConnectionInfo, PeerIdentity};
@@ -34,18 +36,49 @@ use crate::transport::security::{Refusal, Security};
 pub struct Limits {
     pub max_request_bytes: usize,
     pub max_response_bytes: usize,
-    pub max_connections: usize,
+    /// `max_connections` and how it is shared between uids.
+    pub shares: Shares,
     pub idle_timeout: Duration,
+    pub handshake_timeout: Duration,
+    pub request_timeout: Duration,
+    pub max_streams_per_uid: usize,
+    pub max_tail_bytes: usize,
+}
+
+impl Limits {
+    /// The limits a `[gateway]` section sets.
+    pub fn from_config(gateway: &GatewayConfig) -> Self {
+        let mut shares = Shares::for_budget(gateway.max_connections);
+        if let Some(per_uid) = gateway.max_connections_per_uid {
+            shares.per_uid = per_uid;
+        }
+        if let Some(reserved) = gateway.reserved_connections {
+            shares.reserved = reserved;
+        }
+        Self {
+            max_request_bytes: gateway.max_request_bytes,
+            max_response_bytes: gateway.max_response_bytes,
+            shares,
+            idle_timeout: gateway.idle_timeout,
+            handshake_timeout: gateway.handshake_timeout,
+            request_timeout: gateway.request_timeout,
+            max_streams_per_uid: gateway.max_streams_per_uid,
+            max_tail_bytes: gateway.max_tail_bytes,
+        }
+    }
+
+    /// The default limits with another connection budget (shares derived).
+    pub fn with_max_connections(max_connections: usize) -> Self {
+        Self::from_config(&GatewayConfig {
+            max_connections,
+            ..GatewayConfig::default()
+        })
+    }
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self {
-            max_request_bytes: 64 * 1024,
-            max_response_bytes: 4 * 1024 * 1024,
-            max_connections: 256,
-            idle_timeout: Duration::from_secs(300),
-        }
+        Self::from_config(&GatewayConfig::default())
     }
 }
 
@@ -57,6 +90,9 @@ pub(crate) struct Shared<C> {
     /// server, so built once rather than on every call.
     info: pb::GetInfoResponse,
     security: Arc<Security>,
+    /// Open event/log streams per uid.
+    streams: Arc<PerUid>,
+    max_tail_bytes: usize,
 }
 
 impl<C> Shared<C> {
@@ -168,6 +204,8 @@ pub async fn serve_with<C: ControlPlane>(
         control,
         info,
         security: Arc::clone(&security),
+        streams: PerUid::new(limits.max_streams_per_uid),
+        max_tail_bytes: limits.max_tail_bytes,
     });
     let control_service = ControlServiceServer::new(ControlApi::new(Arc::clone(&shared)))
         .max_decoding_message_size(limits.max_request_bytes)
@@ -203,6 +241,9 @@ pub async fn serve_with<C: ControlPlane>(
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            // google.rpc.ErrorInfo/RetryInfo, so grpcurl and buf curl can
+            // print the details every error carries.
+            .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
     };
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
@@ -215,8 +256,10 @@ pub async fn serve_with<C: ControlPlane>(
         .then(|| Adapter::new(Arc::clone(&shared.control), &legacy, Arc::clone(&security)));
     let acceptor = Acceptor::new(
         AcceptLimits {
-            max_connections: limits.max_connections,
+            shares: limits.shares,
+            handshake_timeout: limits.handshake_timeout,
         },
+        Arc::clone(&security),
         adapter.clone(),
         legacy.same_socket,
         stop.clone(),
@@ -234,11 +277,15 @@ pub async fn serve_with<C: ControlPlane>(
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
         .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
+        .timeout(limits.request_timeout)
         .layer(layers::TraceLayer)
         .layer(tower::util::MapResponseLayer::new(
             layers::size_limit_status(&target_id),
         ))
-        .layer(layers::SecurityLayer::new(security, &target_id))
+        .layer(layers::SecurityLayer::new(
+            Arc::clone(&security),
+            &target_id,
+        ))
         .add_service(InterceptedService::new(control_service, identify))
         .add_service(InterceptedService::new(journal_service, identify))
         .add_service(health_service)
@@ -251,6 +298,7 @@ pub async fn serve_with<C: ControlPlane>(
     if result.is_ok() {
         acceptor.drain().await;
     }
+    security.audit().flush_denials().await;
     // The dedicated socket's file goes only once nothing serves it.
     drop(dedicated);
     Ok(result?)

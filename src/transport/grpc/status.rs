@@ -25,8 +25,13 @@ pub fn to_status(error: &ControlError, target_id: &str) -> Status {
         ControlError::ShuttingDown => Code::Unavailable,
         ControlError::Internal { .. } => Code::Internal,
     };
-    let retry = error.is_retryable().then_some(Duration::from_secs(1));
-    with_details(code, error.to_string(), error.code(), target_id, retry)
+    with_details(
+        code,
+        error.to_string(),
+        error.code(),
+        target_id,
+        error.retry_after(),
+    )
 }
 
 /// `Denial` → `tonic::Status`: the security pipeline's refusals.
@@ -34,8 +39,9 @@ pub fn denial_to_status(denial: &Denial, target_id: &str) -> Status {
     let code = match denial {
         Denial::PeerNotAllowed { .. }
         | Denial::NotAuthorized { .. }
-        | Denial::CommandNotAllowed { .. } => Code::PermissionDenied,
-        Denial::RateLimited { .. } => Code::ResourceExhausted,
+        | Denial::CommandNotAllowed { .. }
+        | Denial::Unclassified { .. } => Code::PermissionDenied,
+        Denial::RateLimited { .. } | Denial::TooManyStreams { .. } => Code::ResourceExhausted,
         Denial::RequestIdConflict { .. } => Code::AlreadyExists,
         Denial::AuditUnavailable { .. } => Code::Unavailable,
     };

@@ -90,6 +90,10 @@ pub struct AuditConfig {
     pub max_bytes: u64,
     /// Rotated files kept (`audit.log.1` ... `audit.log.N`).
     pub keep: u32,
+    /// Denials are written to `<path>.denials`: the first per uid and code
+    /// at once, the repeats within this interval as one record with a count.
+    #[serde(deserialize_with = "duration")]
+    pub denial_interval: Duration,
 }
 
 impl Default for AuditConfig {
@@ -99,6 +103,7 @@ impl Default for AuditConfig {
             on_failure: AuditFailure::Refuse,
             max_bytes: 16 * 1024 * 1024,
             keep: 3,
+            denial_interval: Duration::from_secs(10),
         }
     }
 }
@@ -144,6 +149,9 @@ impl SecurityConfig {
                 "add_child.allowed_commands: {} is not an absolute path",
                 relative.display()
             ));
+        }
+        if self.audit.denial_interval.is_zero() {
+            return Err("audit.denial_interval must be greater than zero".to_owned());
         }
         if self.idempotency.max_entries == 0 {
             return Err("idempotency.max_entries must be at least 1".to_owned());

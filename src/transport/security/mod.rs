@@ -15,7 +15,7 @@ use std::time::Duration;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
-pub use audit::{Audit, AuditRecord};
+pub use audit::{Audit, AuditRecord, denials_path};
 pub use config::{
     AddChildConfig, AuditConfig, AuditFailure, IdempotencyConfig, Principals, RateLimitConfig,
     SecurityConfig,
@@ -25,6 +25,9 @@ use crate::control::{Command, CommandReport, CommandRequest, ControlError, Contr
 use crate::model::CommandKind;
 use crate::transport::peer::PeerIdentity;
 use idempotency::{Claim, Idempotency};
+
+const CONTROL_SERVICE: &str = "supervisor.gateway.v1.ControlService";
+const JOURNAL_SERVICE: &str = "supervisor.gateway.v1.JournalService";
 
 /// Methods grouped by what they can do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,15 +53,29 @@ impl MethodClass {
     }
 
     /// The class of a gRPC method path such as
-    /// `/supervisor.gateway.v1.ControlService/RestartChild`.
-    pub fn of_grpc_path(path: &str) -> Self {
-        let method = path.rsplit('/').next().unwrap_or_default();
-        match method {
-            "RemoveChild" | "ShutdownTree" => MethodClass::Destructive,
-            "RestartChild" | "PauseChild" | "ResumeChild" | "QuarantineChild" | "AddChild" => {
-                MethodClass::Write
+    /// `/supervisor.gateway.v1.ControlService/RestartChild`, or `None` for a
+    /// path no service here declares. Command RPCs take the class of their
+    /// [`CommandKind`], so a new command cannot slip in as a read; the
+    /// caller denies `None` (fail closed).
+    pub fn of_grpc_path(path: &str) -> Option<Self> {
+        let (service, method) = path.strip_prefix('/')?.split_once('/')?;
+        let read = |known: &[&str]| known.contains(&method).then_some(MethodClass::Read);
+        match service {
+            // The audit trail names other callers and their programs: it is
+            // for those who may command, not for every reader.
+            CONTROL_SERVICE if method == "GetAuditLog" => Some(MethodClass::Write),
+            CONTROL_SERVICE => read(&["GetInfo", "GetState", "GetChild"]).or_else(|| {
+                CommandKind::ALL
+                    .into_iter()
+                    .find(|kind| kind.rpc_name() == method)
+                    .map(Self::of_command)
+            }),
+            JOURNAL_SERVICE => read(&["SubscribeEvents", "TailLogs"]),
+            "grpc.health.v1.Health" => read(&["Check", "Watch", "List"]),
+            "grpc.reflection.v1.ServerReflection" | "grpc.reflection.v1alpha.ServerReflection" => {
+                read(&["ServerReflectionInfo"])
             }
-            _ => MethodClass::Read,
+            _ => None,
         }
     }
 
@@ -95,6 +112,14 @@ pub enum Denial {
         "AddChild may only start programs listed in [security.add_child] allowed_commands; {program} is not"
     )]
     CommandNotAllowed { program: String },
+    /// A method without an authorization class: refused rather than
+    /// guessed, so a new RPC is closed until someone classifies it.
+    #[error("{method} has no authorization class and is refused")]
+    Unclassified { method: String },
+    /// Streams hold memory for as long as they are open; each uid gets a
+    /// bounded number.
+    #[error("uid {uid} has {max} streams open already; close one first")]
+    TooManyStreams { uid: u32, max: usize },
 }
 
 impl Denial {
@@ -107,14 +132,28 @@ impl Denial {
             Denial::RequestIdConflict { .. } => "request_id_conflict",
             Denial::AuditUnavailable { .. } => "audit_unavailable",
             Denial::CommandNotAllowed { .. } => "command_not_allowed",
+            Denial::Unclassified { .. } => "method_unclassified",
+            Denial::TooManyStreams { .. } => "too_many_streams",
         }
     }
 
+    /// When the same call may succeed: the one source both protocols use
+    /// (gRPC `RetryInfo`, legacy `retryable`).
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             Denial::RateLimited { retry_after, .. } => Some(*retry_after),
-            _ => None,
+            Denial::AuditUnavailable { .. } => Some(crate::control::DEFAULT_RETRY_AFTER),
+            Denial::PeerNotAllowed { .. }
+            | Denial::NotAuthorized { .. }
+            | Denial::RequestIdConflict { .. }
+            | Denial::CommandNotAllowed { .. }
+            | Denial::Unclassified { .. }
+            | Denial::TooManyStreams { .. } => None,
         }
+    }
+
+    pub fn is_retryable(&self) -> bool {
+        self.retry_after().is_some()
     }
 }
 
@@ -185,16 +224,28 @@ impl Security {
         peer.uid == self.owner_uid || peer.uid == 0
     }
 
+    /// The daemon's effective uid: with root, the owner of the socket.
+    pub fn owner_uid(&self) -> u32 {
+        self.owner_uid
+    }
+
     /// Control point 1-2: may this peer use the socket at all?
     pub fn admit(&self, peer: &PeerIdentity) -> Result<(), Denial> {
-        if self.is_owner(peer)
-            || self.config.allowed_uids.contains(&peer.uid)
-            || self.config.allowed_gids.contains(&peer.gid)
+        self.admit_ids(peer.uid, peer.gid)
+    }
+
+    /// [`admit`](Self::admit) from the kernel's credentials alone, as the
+    /// accept loop has them.
+    pub fn admit_ids(&self, uid: u32, gid: u32) -> Result<(), Denial> {
+        if uid == self.owner_uid
+            || uid == 0
+            || self.config.allowed_uids.contains(&uid)
+            || self.config.allowed_gids.contains(&gid)
         {
             return Ok(());
         }
         Err(Denial::PeerNotAllowed {
-            uid: peer.uid,
+            uid,
             allowed: names(
                 &Principals {
                     uids: self.config.allowed_uids.clone(),
@@ -253,12 +304,26 @@ impl Security {
             .and_then(|()| self.authorize(peer, class))
             .and_then(|()| self.rate_limit(peer));
         if let Err(denial) = &result {
-            let record = AuditRecord::new(peer, &method(), "deny", denial.code());
-            if let Err(error) = self.audit.write(record).await {
-                tracing::warn!(%error, "audit write failed for a denial");
-            }
+            self.audit_denial(peer, &method(), denial).await;
         }
         result
+    }
+
+    /// Refuses (and audits) a call to a method without a class.
+    pub async fn deny_unclassified(&self, peer: &PeerIdentity, method: String) -> Denial {
+        let denial = Denial::Unclassified {
+            method: method.clone(),
+        };
+        self.audit_denial(peer, &method, &denial).await;
+        denial
+    }
+
+    /// Denials go to their own trail, one record per uid and code per
+    /// interval plus a count, so a denied client cannot flood the disk or
+    /// rotate the command records away.
+    async fn audit_denial(&self, peer: &PeerIdentity, method: &str, denial: &Denial) {
+        let record = AuditRecord::new(peer, method, "deny", denial.code());
+        self.audit.deny(record).await;
     }
 
     /// Control point 9: AddChild may only start allowlisted programs.
@@ -360,5 +425,57 @@ impl Security {
         outcome
             .map(|report| (report, false))
             .map_err(Refusal::Failed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message;
+
+    use super::*;
+
+    /// Every method of every service the gateway serves (read from the
+    /// descriptor sets it serves) has an explicit class, so none can fall
+    /// through to a default; a path no service declares has none.
+    #[test]
+    fn every_served_rpc_has_a_class() {
+        let sets = [
+            crate::pb::FILE_DESCRIPTOR_SET,
+            tonic_health::pb::FILE_DESCRIPTOR_SET,
+            tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+            tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+        ];
+        let mut methods = 0;
+        for set in sets {
+            let set = prost_types::FileDescriptorSet::decode(set).expect("descriptor set");
+            for file in &set.file {
+                for service in &file.service {
+                    for method in &service.method {
+                        let path =
+                            format!("/{}.{}/{}", file.package(), service.name(), method.name());
+                        assert!(
+                            MethodClass::of_grpc_path(&path).is_some(),
+                            "{path} has no class"
+                        );
+                        methods += 1;
+                    }
+                }
+            }
+        }
+        assert!(methods >= 17, "only {methods} methods found");
+        let control = |m: &str| MethodClass::of_grpc_path(&format!("/{CONTROL_SERVICE}/{m}"));
+        assert_eq!(control("RemoveChild"), Some(MethodClass::Destructive));
+        assert_eq!(control("ShutdownTree"), Some(MethodClass::Destructive));
+        assert_eq!(control("RestartChild"), Some(MethodClass::Write));
+        assert_eq!(control("GetState"), Some(MethodClass::Read));
+        for unknown in [
+            "/supervisor.gateway.v1.ControlService/DeleteEverything",
+            "/evil.Service/GetInfo",
+            "/GetInfo",
+            "",
+            "no-slash",
+        ] {
+            assert_eq!(MethodClass::of_grpc_path(unknown), None, "{unknown}");
+        }
     }
 }
