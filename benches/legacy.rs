@@ -29,11 +29,11 @@ use tokio_util::sync::CancellationToken;
 use supervisor_gateway::control::ControlPlane;
 use supervisor_gateway::engine::{ChildSet, EngineConfig, Supervisor};
 use supervisor_gateway::model::{ChildId, Event, EventKind};
+use supervisor_gateway::security::{Guarded, Security};
 use supervisor_gateway::transport::legacy::{
     Adapter, DEFAULT_MAX_FRAME_BYTES, LegacyOptions, LineCodec, Request,
 };
-use supervisor_gateway::transport::peer::PeerIdentity;
-use supervisor_gateway::transport::security::Security;
+use supervisor_gateway::transport::peer::Caller;
 
 /// Lines per buffer (and requests written ahead on a connection).
 const LINES: usize = 64;
@@ -105,16 +105,15 @@ fn adapter() -> Arc<Adapter<Supervisor>> {
         ));
     }
     Adapter::new(
-        Arc::new(supervisor),
+        Guarded::new(Arc::new(supervisor), Arc::new(Security::default())),
         &LegacyOptions::new("/run/bench.sock"),
-        Arc::new(Security::default()),
     )
 }
 
 /// The identity the listener would have read from the kernel: the daemon's
 /// own user, which the default security config admits and never rate-limits.
-fn peer() -> Arc<PeerIdentity> {
-    Arc::new(PeerIdentity {
+fn peer() -> Arc<Caller> {
+    Arc::new(Caller {
         uid: nix::unistd::geteuid().as_raw(),
         gid: nix::unistd::getegid().as_raw(),
         pid: Some(std::process::id()),

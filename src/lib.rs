@@ -13,4 +13,5 @@ pub mod engine;
 pub mod journal;
 pub mod model;
 pub mod pb;
+pub mod security;
 pub mod transport;

@@ -14,9 +14,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use supervisor_gateway::pb;
+use supervisor_gateway::security::{AuditFailure, SecurityConfig};
 use supervisor_gateway::transport::grpc::Limits;
 use supervisor_gateway::transport::legacy::LegacyOptions;
-use supervisor_gateway::transport::security::{AuditFailure, SecurityConfig};
 use support::*;
 use tonic::Code;
 use tonic_types::StatusExt;
@@ -86,6 +86,9 @@ fn other_uid_client() {
     let socket = Path::new(&socket);
     if let Ok(count) = std::env::var("SGW_AS_UID_HOLD") {
         return hold_connections(socket, count.parse().expect("count"));
+    }
+    if std::env::var("SGW_AS_UID_ALL_RPCS").is_ok() {
+        return call_every_rpc(socket);
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -168,6 +171,54 @@ fn hold_connections(socket: &Path, count: usize) {
     println!("{}", json!({"held": held.len(), "refused": refused}));
     let mut rest = Vec::new();
     let _ = std::io::stdin().read_to_end(&mut rest);
+}
+
+/// The other-uid helper's third part: calls every method of every service
+/// the gateway declares (read from the descriptor sets it serves) with an
+/// empty message, and prints `{"method": PATH, "code": CODE}` for each.
+fn call_every_rpc(socket: &Path) {
+    use prost::Message;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let channel = supervisor_gateway::client::channel(socket)
+            .await
+            .expect("channel");
+        let sets = [
+            pb::FILE_DESCRIPTOR_SET,
+            tonic_health::pb::FILE_DESCRIPTOR_SET,
+        ];
+        for set in sets {
+            let set = prost_types::FileDescriptorSet::decode(set).expect("descriptor set");
+            for file in &set.file {
+                for service in &file.service {
+                    for method in &service.method {
+                        let path =
+                            format!("/{}.{}/{}", file.package(), service.name(), method.name());
+                        let mut grpc = tonic::client::Grpc::new(channel.clone());
+                        grpc.ready().await.expect("ready");
+                        let codec = tonic_prost::ProstCodec::<(), ()>::default();
+                        let route = http::uri::PathAndQuery::try_from(path.as_str()).expect("path");
+                        let request = tonic::Request::new(());
+                        let code = if method.server_streaming() {
+                            grpc.server_streaming(request, route, codec)
+                                .await
+                                .map(|_| ())
+                        } else {
+                            grpc.unary(request, route, codec).await.map(|_| ())
+                        };
+                        let code = match code {
+                            Ok(()) => "OK".to_owned(),
+                            Err(status) => format!("{:?}:{}", status.code(), reason(&status)),
+                        };
+                        println!("{}", json!({"method": path, "code": code}));
+                    }
+                }
+            }
+        }
+    });
 }
 
 /// A world-readable copy of this test executable (the build directory may
@@ -281,9 +332,7 @@ async fn other_uid_reads_but_cannot_command() {
     gw.shutdown().await;
     // Denials have their own trail; the four calls, of one uid and code,
     // are the first record plus one counting the other three.
-    let audited = audit_lines(&supervisor_gateway::transport::security::denials_path(
-        &audit,
-    ));
+    let audited = audit_lines(&supervisor_gateway::security::denials_path(&audit));
     let denials: Vec<_> = audited.iter().filter(|r| r["decision"] == "deny").collect();
     let counts: Vec<_> = denials.iter().map(|r| r["count"].as_u64()).collect();
     assert_eq!(counts, [Some(1), Some(3)], "{audited:?}");
@@ -338,9 +387,7 @@ async fn other_uid_not_allowed_cannot_connect() {
     }
     assert_eq!(gw.supervisor_child_generation("web").await, 1);
     gw.shutdown().await;
-    let denials = audit_lines(&supervisor_gateway::transport::security::denials_path(
-        &audit,
-    ));
+    let denials = audit_lines(&supervisor_gateway::security::denials_path(&audit));
     assert!(
         denials.iter().all(|r| r["uid"] == NOBODY
             && r["method"] == "connect"
@@ -645,5 +692,50 @@ async fn add_child_outside_the_allowlist_is_refused_and_audited() {
         .await
         .expect_err("empty allowlist");
     assert_eq!(reason(&refused), "command_not_allowed");
+    gw.shutdown().await;
+}
+
+/// Every method of every service the gateway declares passes the guard:
+/// a uid that may connect but holds no class gets PERMISSION_DENIED from
+/// each one (none is served, none falls through as unclassified), before
+/// its empty request is even validated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_rpc_is_guarded() {
+    let mut security = test_security();
+    security.allowed_uids = vec![NOBODY];
+    security.read.uids = vec![12_345];
+    let gw = secured(security).await;
+    let path = gw.path.clone();
+    let lines = tokio::task::spawn_blocking(move || {
+        let output = Command::new(helper_executable())
+            .args([
+                "--ignored",
+                "--exact",
+                "other_uid_client",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("SGW_AS_UID_SOCKET", &path)
+            .env("SGW_AS_UID_ALL_RPCS", "1")
+            .current_dir("/")
+            .uid(NOBODY)
+            .gid(NOBODY)
+            .output()
+            .expect("helper");
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter_map(|line| {
+                line.find('{')
+                    .and_then(|start| serde_json::from_str::<Value>(&line[start..]).ok())
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .expect("join");
+    assert!(lines.len() >= 15, "every method called: {lines:?}");
+    for line in &lines {
+        assert_eq!(line["code"], "PermissionDenied:permission_denied", "{line}");
+    }
+    assert_eq!(gw.supervisor_child_generation("web").await, 1);
     gw.shutdown().await;
 }

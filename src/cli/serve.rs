@@ -14,9 +14,9 @@ use super::{EXIT_FAILED, EXIT_USAGE, LogFormat};
 use crate::config::Config;
 use crate::control::ControlPlane;
 use crate::engine::Supervisor;
+use crate::security::Security;
 use crate::transport::grpc::{self, GatewayOptions, Limits};
 use crate::transport::legacy::LegacyOptions;
-use crate::transport::security::Security;
 use crate::transport::socket::{BindOptions, BoundSocket};
 
 /// Logs go through a dedicated writer thread: a worker never blocks on

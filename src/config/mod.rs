@@ -19,7 +19,7 @@ pub use registration::RegistrationConfig;
 
 use crate::engine::{ChildSet, EngineConfig};
 use crate::model::ChildSpec;
-use crate::transport::security::SecurityConfig;
+use crate::security::SecurityConfig;
 
 /// A loaded, validated configuration.
 #[derive(Debug, Clone)]

@@ -1,5 +1,6 @@
 use std::time::Duration;
 
+use super::Denial;
 use crate::model::{ChildId, ChildState, CommandKind, SpecError};
 
 /// The retry delay suggested where nothing more precise is known.
@@ -51,6 +52,10 @@ pub enum ControlError {
     /// A bug: a task panicked or an invariant broke. Reported, not hidden.
     #[error("internal error: {message}")]
     Internal { message: String },
+
+    /// The security guard refused the call (who, what class, how often).
+    #[error(transparent)]
+    Denied(#[from] Denial),
 }
 
 /// At most this many ids are listed in a message (it travels in a header).
@@ -87,6 +92,7 @@ impl ControlError {
             ControlError::SpawnFailed { .. } => "spawn_failed",
             ControlError::ShuttingDown => "shutting_down",
             ControlError::Internal { .. } => "internal",
+            ControlError::Denied(denial) => denial.code(),
         }
     }
 
@@ -95,6 +101,7 @@ impl ControlError {
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             ControlError::ShuttingDown => Some(DEFAULT_RETRY_AFTER),
+            ControlError::Denied(denial) => denial.retry_after(),
             ControlError::NotFound { .. }
             | ControlError::AlreadyExists { .. }
             | ControlError::InvalidSpec(_)

@@ -2,12 +2,16 @@
 //! can embed the gateway over its own supervisor. The engine in
 //! [`crate::engine`] is this crate's implementation.
 
+mod caller;
+mod denial;
 mod error;
 mod request;
 
 use std::future::Future;
 use std::time::SystemTime;
 
+pub use caller::{Caller, process_start_time};
+pub use denial::Denial;
 pub use error::{ControlError, DEFAULT_RETRY_AFTER};
 pub use request::{Command, CommandMeta, CommandRequest};
 

@@ -1,4 +1,4 @@
-//! The supervisor engine: one task per child (see [`child`]), a registry of
+//! The supervisor engine: one task per child (see `child.rs`), a registry of
 //! them, and the [`ControlPlane`] implementation the transports call.
 
 mod capture;

@@ -19,7 +19,7 @@ pub struct InvalidChildId {
 /// How much of a client's input an error message repeats.
 const ECHO_CHARS: usize = 64;
 
-/// Client input as an error message may repeat it: cut to [`ECHO_CHARS`]
+/// Client input as an error message may repeat it: cut to `ECHO_CHARS` (64)
 /// characters, saying how long it was. A status message travels in a
 /// header (`grpc-message`); echoing a 20 KB id whole makes clients report
 /// the header's size instead of the real mistake.

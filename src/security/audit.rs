@@ -20,7 +20,7 @@ use serde::Serialize;
 use tokio_util::task::TaskTracker;
 
 use super::config::AuditConfig;
-use crate::transport::peer::PeerIdentity;
+use crate::transport::peer::Caller;
 
 /// How many records `recent` can return.
 const RECENT: usize = 1_000;
@@ -60,7 +60,7 @@ pub struct AuditRecord {
 }
 
 impl AuditRecord {
-    pub fn new(peer: &PeerIdentity, method: &str, decision: &'static str, outcome: &str) -> Self {
+    pub fn new(peer: &Caller, method: &str, decision: &'static str, outcome: &str) -> Self {
         let time_ms = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
@@ -92,7 +92,7 @@ impl AuditRecord {
         decision: &'static str,
         outcome: &str,
     ) -> Self {
-        let peer = PeerIdentity {
+        let peer = Caller {
             uid,
             gid,
             pid,
@@ -388,8 +388,8 @@ fn rotate(path: &Path, keep: u32) -> io::Result<()> {
 mod tests {
     use super::*;
 
-    fn peer() -> PeerIdentity {
-        PeerIdentity {
+    fn peer() -> Caller {
+        Caller {
             uid: 1000,
             gid: 1000,
             pid: None,

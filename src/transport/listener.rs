@@ -37,9 +37,9 @@ use tracing::Instrument;
 use super::admission::{Budget, RefusalLog, Refused, Shares, Slot};
 use super::h2_authority::{AuthorityRewrite, Deadlines};
 use super::legacy::Adapter;
-use super::peer::{ConnectionInfo, PeerIdentity};
-use super::security::{AuditRecord, Security};
+use super::peer::{Caller, ConnectionInfo};
 use crate::control::ControlPlane;
+use crate::security::{AuditRecord, Security};
 
 /// One accepted gRPC connection.
 pub struct Connection {
@@ -274,7 +274,7 @@ impl<C: ControlPlane> Shared<C> {
     /// Reads the peer's full identity (in the connection's task: the user
     /// name lookup may be slow) and routes the connection under its span.
     async fn identify(self: Arc<Self>, stream: UnixStream, slot: Slot, route: Route) {
-        let peer = match PeerIdentity::of(&stream) {
+        let peer = match crate::transport::peer::identify(&stream) {
             Ok(peer) => Some(Arc::new(peer)),
             Err(error) => {
                 tracing::warn!(%error, "no peer credentials for a connection");
@@ -291,13 +291,7 @@ impl<C: ControlPlane> Shared<C> {
     }
 
     /// Routes one connection; the slot lives as long as the connection.
-    async fn route(
-        &self,
-        stream: UnixStream,
-        peer: Option<Arc<PeerIdentity>>,
-        slot: Slot,
-        route: Route,
-    ) {
+    async fn route(&self, stream: UnixStream, peer: Option<Arc<Caller>>, slot: Slot, route: Route) {
         let tx = match route {
             Route::Detect(tx) => tx,
             Route::LegacyOnly => return self.serve_legacy(stream, peer, slot).await,
@@ -340,7 +334,7 @@ impl<C: ControlPlane> Shared<C> {
         }
     }
 
-    async fn serve_legacy(&self, stream: UnixStream, peer: Option<Arc<PeerIdentity>>, slot: Slot) {
+    async fn serve_legacy(&self, stream: UnixStream, peer: Option<Arc<Caller>>, slot: Slot) {
         if let Some(adapter) = &self.legacy {
             Arc::clone(adapter)
                 .serve_connection(stream, peer, self.shutdown.clone())

@@ -9,5 +9,4 @@ pub mod h2_authority;
 pub mod legacy;
 pub mod listener;
 pub mod peer;
-pub mod security;
 pub mod socket;

@@ -153,8 +153,8 @@ pub fn test_engine() -> EngineConfig {
 
 /// The security settings every test gateway uses unless told otherwise:
 /// the defaults, plus `/bin/sh` allowed for AddChild.
-pub fn test_security() -> supervisor_gateway::transport::security::SecurityConfig {
-    let mut security = supervisor_gateway::transport::security::SecurityConfig::default();
+pub fn test_security() -> supervisor_gateway::security::SecurityConfig {
+    let mut security = supervisor_gateway::security::SecurityConfig::default();
     security.add_child.allowed_commands = vec!["/bin/sh".into()];
     security
 }
@@ -179,7 +179,7 @@ pub async fn gateway_secured(
     engine: EngineConfig,
     limits: supervisor_gateway::transport::grpc::Limits,
     legacy: impl FnOnce(&std::path::Path) -> supervisor_gateway::transport::legacy::LegacyOptions,
-    security: supervisor_gateway::transport::security::SecurityConfig,
+    security: supervisor_gateway::security::SecurityConfig,
     socket_mode: u32,
 ) -> TestGateway {
     use std::os::unix::fs::PermissionsExt;
@@ -202,9 +202,7 @@ pub async fn gateway_secured(
     let options = supervisor_gateway::transport::grpc::GatewayOptions {
         limits,
         legacy,
-        security: Arc::new(supervisor_gateway::transport::security::Security::new(
-            security,
-        )),
+        security: Arc::new(supervisor_gateway::security::Security::new(security)),
     };
     let server = tokio::spawn(supervisor_gateway::transport::grpc::serve_with(
         Arc::new(supervisor.clone()),

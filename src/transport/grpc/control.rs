@@ -5,10 +5,16 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use super::{Shared, conv, peer};
-use crate::control::{Command, CommandRequest, ControlError, ControlPlane};
+use crate::control::{Caller, Command, CommandRequest, ControlError, ControlPlane};
+use crate::model::CommandKind;
 use crate::pb;
 use crate::pb::control_service_server::ControlService;
-use crate::transport::peer::PeerIdentity;
+use crate::security::Operation;
+
+/// How a call is named in the audit trail.
+fn via(method: &'static str) -> impl FnOnce() -> String {
+    move || format!("grpc:/supervisor.gateway.v1.ControlService/{method}")
+}
 
 /// The `ControlService` implementation over any control plane.
 #[derive(Debug)]
@@ -27,13 +33,13 @@ impl<C: ControlPlane> ControlApi<C> {
         self.shared.status(error)
     }
 
-    /// Runs a command on behalf of `peer` through the security pipeline
-    /// (allowlist, idempotency, audit). An empty `requested_by` is filled
+    /// Runs a command on behalf of `peer` through the guard (class, rate,
+    /// allowlist, idempotency, audit). An empty `requested_by` is filled
     /// from the kernel's word on who the caller is.
     async fn command(
         &self,
-        peer: &Arc<PeerIdentity>,
-        method: &str,
+        peer: &Arc<Caller>,
+        kind: CommandKind,
         command: Result<Command, ControlError>,
         meta: Option<pb::CommandMeta>,
     ) -> Result<pb::CommandResult, Status> {
@@ -41,16 +47,14 @@ impl<C: ControlPlane> ControlApi<C> {
         if meta.requested_by.trim().is_empty() {
             meta.requested_by = peer.describe();
         }
-        let request = command
-            .and_then(|command| CommandRequest::new(command, meta))
-            .map_err(|e| self.status(&e))?;
-        let method = format!("grpc:/supervisor.gateway.v1.ControlService/{method}");
+        let request = command.and_then(|command| CommandRequest::new(command, meta));
+        let via = via(kind.rpc_name())();
         let (report, replayed) = self
             .shared
-            .security
-            .run_command(&self.shared.control, peer, &method, request)
+            .guard
+            .execute(peer, &via, kind, request)
             .await
-            .map_err(|refusal| self.shared.refusal(&refusal))?;
+            .map_err(|e| self.status(&e))?;
         Ok(conv::report(&report, replayed))
     }
 
@@ -66,6 +70,11 @@ impl<C: ControlPlane> ControlService for ControlApi<C> {
         request: Request<pb::GetInfoRequest>,
     ) -> Result<Response<pb::GetInfoResponse>, Status> {
         let caller = peer(&request)?;
+        self.shared
+            .guard
+            .check(&caller, Operation::Info, via("GetInfo"))
+            .await
+            .map_err(|e| self.status(&e))?;
         let mut info = self.shared.info.clone();
         info.caller = Some(conv::peer(&caller));
         Ok(Response::new(info))
@@ -75,8 +84,13 @@ impl<C: ControlPlane> ControlService for ControlApi<C> {
         &self,
         request: Request<pb::GetStateRequest>,
     ) -> Result<Response<pb::GetStateResponse>, Status> {
-        peer(&request)?;
-        let snapshot = self.shared.control.state().await;
+        let caller = peer(&request)?;
+        let snapshot = self
+            .shared
+            .guard
+            .state(&caller, via("GetState"))
+            .await
+            .map_err(|e| self.status(&e))?;
         Ok(Response::new(conv::snapshot(&snapshot)))
     }
 
@@ -84,14 +98,12 @@ impl<C: ControlPlane> ControlService for ControlApi<C> {
         &self,
         request: Request<pb::GetChildRequest>,
     ) -> Result<Response<pb::GetChildResponse>, Status> {
-        peer(&request)?;
-        let id = self
-            .child_id(&request.get_ref().child_id)
-            .map_err(|e| self.status(&e))?;
+        let caller = peer(&request)?;
+        let id = self.child_id(&request.get_ref().child_id);
         let record = self
             .shared
-            .control
-            .child(&id)
+            .guard
+            .child(&caller, via("GetChild"), id)
             .await
             .map_err(|e| self.status(&e))?;
         Ok(Response::new(pb::GetChildResponse {
@@ -107,7 +119,7 @@ impl<C: ControlPlane> ControlService for ControlApi<C> {
         let body = request.into_inner();
         let command = self.child_id(&body.child_id).map(Command::Restart);
         let result = self
-            .command(&caller, "RestartChild", command, body.meta)
+            .command(&caller, CommandKind::RestartChild, command, body.meta)
             .await?;
         Ok(Response::new(pb::RestartChildResponse {
             result: Some(result),
@@ -122,7 +134,7 @@ impl<C: ControlPlane> ControlService for ControlApi<C> {
         let body = request.into_inner();
         let command = self.child_id(&body.child_id).map(Command::Pause);
         let result = self
-            .command(&caller, "PauseChild", command, body.meta)
+            .command(&caller, CommandKind::PauseChild, command, body.meta)
             .await?;
         Ok(Response::new(pb::PauseChildResponse {
             result: Some(result),
@@ -137,7 +149,7 @@ impl<C: ControlPlane> ControlService for ControlApi<C> {
         let body = request.into_inner();
         let command = self.child_id(&body.child_id).map(Command::Resume);
         let result = self
-            .command(&caller, "ResumeChild", command, body.meta)
+            .command(&caller, CommandKind::ResumeChild, command, body.meta)
             .await?;
         Ok(Response::new(pb::ResumeChildResponse {
             result: Some(result),
@@ -152,7 +164,7 @@ impl<C: ControlPlane> ControlService for ControlApi<C> {
         let body = request.into_inner();
         let command = self.child_id(&body.child_id).map(Command::Quarantine);
         let result = self
-            .command(&caller, "QuarantineChild", command, body.meta)
+            .command(&caller, CommandKind::QuarantineChild, command, body.meta)
             .await?;
         Ok(Response::new(pb::QuarantineChildResponse {
             result: Some(result),
@@ -167,7 +179,7 @@ impl<C: ControlPlane> ControlService for ControlApi<C> {
         let body = request.into_inner();
         let command = self.child_id(&body.child_id).map(Command::Remove);
         let result = self
-            .command(&caller, "RemoveChild", command, body.meta)
+            .command(&caller, CommandKind::RemoveChild, command, body.meta)
             .await?;
         Ok(Response::new(pb::RemoveChildResponse {
             result: Some(result),
@@ -189,7 +201,7 @@ impl<C: ControlPlane> ControlService for ControlApi<C> {
             .and_then(conv::spec_from_pb)
             .map(|spec| Command::Add(Box::new(spec)));
         let result = self
-            .command(&caller, "AddChild", command, body.meta)
+            .command(&caller, CommandKind::AddChild, command, body.meta)
             .await?;
         Ok(Response::new(pb::AddChildResponse {
             result: Some(result),
@@ -203,7 +215,12 @@ impl<C: ControlPlane> ControlService for ControlApi<C> {
         let caller = peer(&request)?;
         let body = request.into_inner();
         let result = self
-            .command(&caller, "ShutdownTree", Ok(Command::Shutdown), body.meta)
+            .command(
+                &caller,
+                CommandKind::ShutdownTree,
+                Ok(Command::Shutdown),
+                body.meta,
+            )
             .await?;
         Ok(Response::new(pb::ShutdownTreeResponse {
             result: Some(result),
@@ -214,12 +231,17 @@ impl<C: ControlPlane> ControlService for ControlApi<C> {
         &self,
         request: Request<pb::GetAuditLogRequest>,
     ) -> Result<Response<pb::GetAuditLogResponse>, Status> {
-        peer(&request)?;
+        let caller = peer(&request)?;
         let limit = match request.get_ref().limit {
             0 => 1_000,
             n => n.min(1_000),
         };
-        let records = self.shared.security.audit().recent(limit as usize);
+        let records = self
+            .shared
+            .guard
+            .audit_log(&caller, via("GetAuditLog"), limit as usize)
+            .await
+            .map_err(|e| self.status(&e))?;
         Ok(Response::new(pb::GetAuditLogResponse {
             records: records.iter().map(conv::audit_record).collect(),
         }))

@@ -13,8 +13,8 @@ use crate::model::{
 };
 use crate::pb;
 use crate::pb::event::Detail;
-use crate::transport::peer::PeerIdentity;
-use crate::transport::security::AuditRecord;
+use crate::security::AuditRecord;
+use crate::transport::peer::Caller;
 
 pub fn timestamp(time: SystemTime) -> prost_types::Timestamp {
     prost_types::Timestamp::from(time)
@@ -142,7 +142,7 @@ pub fn spec(spec: &ChildSpec) -> pb::ChildSpec {
     }
 }
 
-/// The public face of [`spec`] for clients outside the gateway (the CLI's
+/// The public face of `spec` for clients outside the gateway (the CLI's
 /// `sgw add FILE`): `pb::ChildSpec::from(&spec)`. Trait impls are visible
 /// wherever both types are, so this module can stay private to the gateway.
 impl From<&ChildSpec> for pb::ChildSpec {
@@ -226,7 +226,7 @@ pub fn info(target: &TargetInfo, limits: &Limits) -> pb::GetInfoResponse {
     }
 }
 
-pub fn peer(peer: &PeerIdentity) -> pb::PeerIdentity {
+pub fn peer(peer: &Caller) -> pb::PeerIdentity {
     pb::PeerIdentity {
         uid: peer.uid,
         gid: peer.gid,

@@ -10,12 +10,17 @@ use futures_util::Stream;
 use tonic::{Request, Response, Status};
 
 use super::{Shared, conv, peer};
+use crate::control::Denial;
 use crate::control::{ControlError, ControlPlane, EventFilter, LogFilter};
 use crate::journal::{Gap, Item, Record, Start, Subscription};
 use crate::pb;
 use crate::pb::journal_service_server::JournalService;
 use crate::transport::admission::UidSlot;
-use crate::transport::security::Denial;
+
+/// How a call is named in the audit trail.
+fn via(method: &'static str) -> impl FnOnce() -> String {
+    move || format!("grpc:/supervisor.gateway.v1.JournalService/{method}")
+}
 
 type Inner<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
@@ -69,7 +74,7 @@ impl<C> JournalApi<C> {
                 uid,
                 max: self.shared.streams.max(),
             };
-            super::status::denial_to_status(&denial, self.shared.target_id())
+            self.shared.status(&denial.into())
         })
     }
 }
@@ -147,7 +152,14 @@ impl<C: ControlPlane> JournalService for JournalApi<C> {
         &self,
         request: Request<pb::SubscribeEventsRequest>,
     ) -> Result<Response<EventStream>, Status> {
-        let slot = self.stream_slot(peer(&request)?.uid)?;
+        let caller = peer(&request)?;
+        let events = self
+            .shared
+            .guard
+            .events(&caller, via("SubscribeEvents"))
+            .await
+            .map_err(|e| self.shared.status(&e))?;
+        let slot = self.stream_slot(caller.uid)?;
         let body = request.into_inner();
         let filter = EventFilter {
             child_ids: conv::child_ids("child_ids", &body.child_ids)
@@ -155,11 +167,7 @@ impl<C: ControlPlane> JournalService for JournalApi<C> {
             event_types: conv::event_types(&body.event_types)
                 .map_err(|e| self.shared.status(&e))?,
         };
-        let subscription = self
-            .shared
-            .control
-            .events()
-            .subscribe(start(body.after_sequence, body.include_backlog));
+        let subscription = events.subscribe(start(body.after_sequence, body.include_backlog));
         let stream = journal_stream(
             subscription,
             None,
@@ -181,13 +189,19 @@ impl<C: ControlPlane> JournalService for JournalApi<C> {
         &self,
         request: Request<pb::TailLogsRequest>,
     ) -> Result<Response<LogStream>, Status> {
-        let slot = self.stream_slot(peer(&request)?.uid)?;
+        let caller = peer(&request)?;
+        let logs = self
+            .shared
+            .guard
+            .logs(&caller, via("TailLogs"))
+            .await
+            .map_err(|e| self.shared.status(&e))?;
+        let slot = self.stream_slot(caller.uid)?;
         let body = request.into_inner();
         let filter = LogFilter {
             child_ids: conv::child_ids("child_ids", &body.child_ids)
                 .map_err(|e| self.shared.status(&e))?,
         };
-        let logs = self.shared.control.logs();
         let from = if body.after_sequence > 0 {
             Start::After(body.after_sequence)
         } else {

@@ -9,9 +9,12 @@ use http::{HeaderValue, Request, Response};
 use tonic::Code;
 use tower::{Layer, Service};
 
-use super::status::{denial_to_status, with_details};
+use super::status::{to_status, with_details};
+
+/// The gateway's own services, whose handlers call the guard themselves.
+const GUARDED_PREFIX: &str = "/supervisor.gateway.v1.";
+use crate::security::{MethodClass, Security};
 use crate::transport::peer::ConnectionInfo;
-use crate::transport::security::{MethodClass, Security};
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
@@ -108,9 +111,11 @@ pub fn size_limit_status(
     }
 }
 
-/// Control points 1-3 and 6 for every gRPC call, health and reflection
-/// included: may this peer connect, call this class of method, at this
-/// rate. Refusals are answered here (trailers-only), before any handler.
+/// The guard for what is not the control port: health and reflection
+/// calls pass the same read check (admission, read class, rate) as the
+/// control port's reads, answered here (trailers-only). The gateway's own
+/// services are guarded by [`Guarded`](crate::security::Guarded) in their
+/// handlers, once, so this layer lets them through.
 #[derive(Debug, Clone)]
 pub struct SecurityLayer {
     security: std::sync::Arc<Security>,
@@ -168,15 +173,16 @@ where
                 .get::<ConnectionInfo>()
                 .and_then(|i| i.peer.clone());
             // Without credentials the interceptor answers UNAUTHENTICATED.
-            if let Some(peer) = peer {
-                let path = request.uri().path();
+            let path = request.uri().path();
+            if let Some(peer) = peer.filter(|_| !path.starts_with(GUARDED_PREFIX)) {
                 let method = || format!("grpc:{path}");
-                let checked = match MethodClass::of_grpc_path(path) {
-                    Some(class) => layer.security.check_call(&peer, method, class).await,
-                    None => Err(layer.security.deny_unclassified(&peer, method()).await),
-                };
+                let checked = layer
+                    .security
+                    .check_call(&peer, method, MethodClass::Read)
+                    .await;
                 if let Err(denial) = checked {
-                    return Ok(denial_to_status(&denial, &layer.domain).into_http());
+                    let status = to_status(&denial.into(), &layer.domain);
+                    return Ok(status.into_http());
                 }
             }
             inner.call(request).await

@@ -25,11 +25,11 @@ use crate::control::{ControlError, ControlPlane};
 use crate::pb;
 use crate::pb::control_service_server::ControlServiceServer;
 use crate::pb::journal_service_server::JournalServiceServer;
+use crate::security::{Guarded, Security};
 use crate::transport::admission::{PerUid, Shares};
 use crate::transport::legacy::{Adapter, LegacyOptions};
 use crate::transport::listener::{AcceptLimits, Acceptor};
-use crate::transport::peer::{ConnectionInfo, PeerIdentity};
-use crate::transport::security::{Refusal, Security};
+use crate::transport::peer::{Caller, ConnectionInfo};
 
 /// The limits the gateway enforces (and reports in `GetInfo`).
 #[derive(Debug, Clone)]
@@ -85,11 +85,12 @@ impl Default for Limits {
 /// What the service implementations share.
 #[derive(Debug)]
 pub(crate) struct Shared<C> {
-    control: Arc<C>,
     /// `GetInfo`'s answer but for the caller: static for the life of the
     /// server, so built once rather than on every call.
     info: pb::GetInfoResponse,
-    security: Arc<Security>,
+    /// The control port, behind the security guard: handlers reach the
+    /// control plane only through it.
+    guard: Guarded<C>,
     /// Open event/log streams per uid.
     streams: Arc<PerUid>,
     max_tail_bytes: usize,
@@ -102,13 +103,6 @@ impl<C> Shared<C> {
 
     fn status(&self, error: &ControlError) -> Status {
         status::to_status(error, self.target_id())
-    }
-
-    fn refusal(&self, refusal: &Refusal) -> Status {
-        match refusal {
-            Refusal::Denied(denial) => status::denial_to_status(denial, self.target_id()),
-            Refusal::Failed(error) => self.status(error),
-        }
     }
 }
 
@@ -143,10 +137,10 @@ fn no_credentials() -> Status {
 }
 
 /// The caller, as the interceptor put it into the request.
-fn peer<T>(request: &Request<T>) -> Result<Arc<PeerIdentity>, Status> {
+fn peer<T>(request: &Request<T>) -> Result<Arc<Caller>, Status> {
     request
         .extensions()
-        .get::<Arc<PeerIdentity>>()
+        .get::<Arc<Caller>>()
         .cloned()
         .ok_or_else(no_credentials)
 }
@@ -200,10 +194,10 @@ pub async fn serve_with<C: ControlPlane>(
     } = options;
     let info = conv::info(&control.info(), &limits);
     let target_id = info.target_id.clone();
+    let guard = Guarded::new(control, Arc::clone(&security));
     let shared = Arc::new(Shared {
-        control,
         info,
-        security: Arc::clone(&security),
+        guard: guard.clone(),
         streams: PerUid::new(limits.max_streams_per_uid),
         max_tail_bytes: limits.max_tail_bytes,
     });
@@ -253,7 +247,7 @@ pub async fn serve_with<C: ControlPlane>(
     let stop = shutdown.child_token();
     let adapter = legacy
         .is_enabled()
-        .then(|| Adapter::new(Arc::clone(&shared.control), &legacy, Arc::clone(&security)));
+        .then(|| Adapter::new(guard.clone(), &legacy));
     let acceptor = Acceptor::new(
         AcceptLimits {
             shares: limits.shares,

@@ -8,9 +8,10 @@ use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::control::ControlError;
-use crate::transport::security::Denial;
+use crate::control::Denial;
 
-/// The `ErrorInfo.domain` of every error: the gateway's target id.
+/// `ControlError` → `tonic::Status`, the one mapping of the gRPC side. The
+/// `ErrorInfo.domain` of every error is the gateway's target id.
 pub fn to_status(error: &ControlError, target_id: &str) -> Status {
     let code = match error {
         ControlError::NotFound { .. } => Code::NotFound,
@@ -24,6 +25,17 @@ pub fn to_status(error: &ControlError, target_id: &str) -> Status {
         | ControlError::SpawnFailed { .. } => Code::FailedPrecondition,
         ControlError::ShuttingDown => Code::Unavailable,
         ControlError::Internal { .. } => Code::Internal,
+        ControlError::Denied(
+            Denial::PeerNotAllowed { .. }
+            | Denial::NotAuthorized { .. }
+            | Denial::CommandNotAllowed { .. }
+            | Denial::Unclassified { .. },
+        ) => Code::PermissionDenied,
+        ControlError::Denied(Denial::RateLimited { .. } | Denial::TooManyStreams { .. }) => {
+            Code::ResourceExhausted
+        }
+        ControlError::Denied(Denial::RequestIdConflict { .. }) => Code::AlreadyExists,
+        ControlError::Denied(Denial::AuditUnavailable { .. }) => Code::Unavailable,
     };
     with_details(
         code,
@@ -31,26 +43,6 @@ pub fn to_status(error: &ControlError, target_id: &str) -> Status {
         error.code(),
         target_id,
         error.retry_after(),
-    )
-}
-
-/// `Denial` → `tonic::Status`: the security pipeline's refusals.
-pub fn denial_to_status(denial: &Denial, target_id: &str) -> Status {
-    let code = match denial {
-        Denial::PeerNotAllowed { .. }
-        | Denial::NotAuthorized { .. }
-        | Denial::CommandNotAllowed { .. }
-        | Denial::Unclassified { .. } => Code::PermissionDenied,
-        Denial::RateLimited { .. } | Denial::TooManyStreams { .. } => Code::ResourceExhausted,
-        Denial::RequestIdConflict { .. } => Code::AlreadyExists,
-        Denial::AuditUnavailable { .. } => Code::Unavailable,
-    };
-    with_details(
-        code,
-        denial.to_string(),
-        denial.code(),
-        target_id,
-        denial.retry_after(),
     )
 }
 

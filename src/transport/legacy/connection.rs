@@ -32,7 +32,7 @@ use super::protocol::{ErrorCode, ErrorObject, INVALID_REQUEST_ID, Response, Stag
 use super::push::Pushes;
 use super::writer::Outgoing;
 use crate::control::ControlPlane;
-use crate::transport::peer::PeerIdentity;
+use crate::transport::peer::Caller;
 
 /// Lines queued for the writer: responses and pushes of one connection.
 const OUTBOX_LINES: usize = 64;
@@ -50,7 +50,7 @@ impl<C: ControlPlane> Adapter<C> {
     pub async fn serve_connection(
         self: Arc<Self>,
         stream: UnixStream,
-        peer: Option<Arc<PeerIdentity>>,
+        peer: Option<Arc<Caller>>,
         shutdown: CancellationToken,
     ) {
         let (read, write) = stream.into_split();
@@ -66,7 +66,7 @@ impl<C: ControlPlane> Adapter<C> {
     async fn read_requests(
         self: Arc<Self>,
         read: OwnedReadHalf,
-        peer: Option<Arc<PeerIdentity>>,
+        peer: Option<Arc<Caller>>,
         outbox: mpsc::Sender<Outgoing>,
         shutdown: CancellationToken,
     ) {

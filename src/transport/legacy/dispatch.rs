@@ -8,8 +8,6 @@
 
 use std::sync::Arc;
 
-use super::error::denial_to_legacy;
-use crate::transport::security::Refusal;
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
@@ -26,7 +24,7 @@ use crate::control::{
 };
 use crate::journal::{Start, Subscription};
 use crate::model::{ChildId, ChildSpec, CommandKind, Event, LogLine, SpecError};
-use crate::transport::peer::PeerIdentity;
+use crate::transport::peer::Caller;
 
 /// A subscription accepted by a request; the connection starts pushing
 /// from it once the response is queued, so the response comes first.
@@ -64,7 +62,7 @@ impl<C: ControlPlane> Adapter<C> {
         ErrorObject::protocol(code, stage, self.target_id(), message)
     }
 
-    pub(super) async fn handle(&self, text: &str, peer: Option<&Arc<PeerIdentity>>) -> Handled {
+    pub(super) async fn handle(&self, text: &str, peer: Option<&Arc<Caller>>) -> Handled {
         let request = match Request::parse(text) {
             Ok(request) => request,
             Err(error) => {
@@ -98,13 +96,13 @@ impl<C: ControlPlane> Adapter<C> {
             );
             return Handled::reply(Response::error(request_id, error));
         };
-        let audited_name = || format!("legacy:{method_name}");
-        if let Err(denial) = self
-            .security()
-            .check_call(peer, audited_name, method.class())
-            .await
+        // Subscriptions and commands pass the guard where they reach the
+        // control port; hello and state are checked here.
+        let via = || format!("legacy:{method_name}");
+        if matches!(method, Method::Hello | Method::State)
+            && let Err(error) = self.guard().check(peer, method.operation(), via).await
         {
-            let error = denial_to_legacy(&denial, self.target_id());
+            let error = to_legacy_error(&error, self.target_id());
             return Handled::reply(Response::error(request_id, error));
         }
         let target_id = self.target_id().to_owned();
@@ -123,10 +121,12 @@ impl<C: ControlPlane> Adapter<C> {
                 }),
                 None,
             ),
-            Method::EventsSubscribe | Method::LogsTail => match self.subscribe(method, params) {
-                Ok((reply, subscribe)) => (Ok(reply), Some(subscribe)),
-                Err(error) => (Err(error), None),
-            },
+            Method::EventsSubscribe | Method::LogsTail => {
+                match self.subscribe(peer, &method_name, method, params).await {
+                    Ok((reply, subscribe)) => (Ok(reply), Some(subscribe)),
+                    Err(error) => (Err(error), None),
+                }
+            }
             Method::Command(kind) => (self.command(peer, kind, params).await, None),
         };
         let response = match result {
@@ -141,11 +141,15 @@ impl<C: ControlPlane> Adapter<C> {
 
     /// Opens the journal cursor now, so nothing published after the
     /// response is missed.
-    fn subscribe(
+    async fn subscribe(
         &self,
+        peer: &Arc<Caller>,
+        method_name: &str,
         method: Method,
         params: Result<Map<String, Value>, serde_json::Error>,
     ) -> Result<(Reply, Subscribe), ErrorObject> {
+        let via = || format!("legacy:{method_name}");
+        let denied = |error: ControlError| to_legacy_error(&error, self.target_id());
         let params: SubscribeParams = decode(params).map_err(|error| {
             self.protocol_error(
                 ErrorCode::InvalidCommandParams,
@@ -162,15 +166,11 @@ impl<C: ControlPlane> Adapter<C> {
         }
         let start = params.after_sequence.map_or(Start::Live, Start::After);
         let (subscription, subscribe) = if method == Method::LogsTail {
-            (
-                "logs",
-                Subscribe::Logs(self.control().logs().subscribe(start)),
-            )
+            let logs = self.guard().logs(peer, via).await.map_err(denied)?;
+            ("logs", Subscribe::Logs(logs.subscribe(start)))
         } else {
-            (
-                "events",
-                Subscribe::Events(self.control().events().subscribe(start)),
-            )
+            let events = self.guard().events(peer, via).await.map_err(denied)?;
+            ("events", Subscribe::Events(events.subscribe(start)))
         };
         let reply = Reply::Subscription {
             target_id: self.target_id().to_owned(),
@@ -181,7 +181,7 @@ impl<C: ControlPlane> Adapter<C> {
 
     async fn command(
         &self,
-        peer: &Arc<PeerIdentity>,
+        peer: &Arc<Caller>,
         method: CommandKind,
         params: Result<Map<String, Value>, serde_json::Error>,
     ) -> Result<Reply, ErrorObject> {
@@ -201,14 +201,9 @@ impl<C: ControlPlane> Adapter<C> {
             requested_at_unix_nanos = params.requested_at_unix_nanos,
             "legacy command"
         );
-        let request = self
-            .command_request(method, params)
-            .map_err(|error| to_legacy_error(&error, target_id))?;
-        let audited = format!("legacy:command.{method}");
-        let outcome = self
-            .security()
-            .run_command(self.control_arc(), peer, &audited, request)
-            .await;
+        let request = self.command_request(method, params);
+        let via = format!("legacy:command.{method}");
+        let outcome = self.guard().execute(peer, &via, method, request).await;
         let result = match outcome {
             Ok((report, _replayed)) => CommandResult {
                 command_id,
@@ -219,8 +214,7 @@ impl<C: ControlPlane> Adapter<C> {
                 state_delta: Some(state_delta(&report)),
                 completed_at_unix_nanos: unix_nanos(report.completed_at),
             },
-            Err(Refusal::Denied(denial)) => return Err(denial_to_legacy(&denial, target_id)),
-            Err(Refusal::Failed(error)) => {
+            Err(error) => {
                 let error = to_legacy_error(&error, target_id);
                 if error.code != ErrorCode::CommandFailed {
                     return Err(error);

@@ -9,33 +9,29 @@
 
 use super::protocol::{ErrorCode, ErrorObject, Stage};
 use crate::control::ControlError;
-use crate::transport::security::Denial;
+use crate::control::Denial;
 
-/// `Denial` → legacy error object: the security pipeline's refusals, with
-/// the same snake_case code gRPC puts in `ErrorInfo.reason`.
-pub fn denial_to_legacy(denial: &Denial, target_id: &str) -> ErrorObject {
-    let (code, stage) = match denial {
-        Denial::PeerNotAllowed { .. } => (ErrorCode::PeerNotAllowed, Stage::IpcConnect),
-        Denial::NotAuthorized { .. } => (ErrorCode::PermissionDenied, Stage::CommandValidate),
-        Denial::RateLimited { .. } => (ErrorCode::RateLimited, Stage::CommandValidate),
-        Denial::RequestIdConflict { .. } => (ErrorCode::RequestIdConflict, Stage::CommandValidate),
-        Denial::AuditUnavailable { .. } => (ErrorCode::AuditUnavailable, Stage::CommandDispatch),
-        Denial::CommandNotAllowed { .. } => (ErrorCode::CommandNotAllowed, Stage::CommandValidate),
-        Denial::Unclassified { .. } => (ErrorCode::PermissionDenied, Stage::CommandValidate),
-        Denial::TooManyStreams { .. } => (ErrorCode::RateLimited, Stage::Subscription),
-    };
-    ErrorObject {
-        code,
-        stage,
-        target_id: Some(target_id.to_owned()),
-        message: denial.to_string(),
-        retryable: denial.is_retryable(),
-        reason: Some(denial.code()),
-    }
-}
-
+/// `ControlError` → legacy error object, the one mapping of the legacy side.
 pub fn to_legacy_error(error: &ControlError, target_id: &str) -> ErrorObject {
+    let denied = |code, stage| (code, stage, error.to_string());
     let (code, stage, message) = match error {
+        ControlError::Denied(denial) => match denial {
+            Denial::PeerNotAllowed { .. } => denied(ErrorCode::PeerNotAllowed, Stage::IpcConnect),
+            Denial::NotAuthorized { .. } | Denial::Unclassified { .. } => {
+                denied(ErrorCode::PermissionDenied, Stage::CommandValidate)
+            }
+            Denial::RateLimited { .. } => denied(ErrorCode::RateLimited, Stage::CommandValidate),
+            Denial::TooManyStreams { .. } => denied(ErrorCode::RateLimited, Stage::Subscription),
+            Denial::RequestIdConflict { .. } => {
+                denied(ErrorCode::RequestIdConflict, Stage::CommandValidate)
+            }
+            Denial::AuditUnavailable { .. } => {
+                denied(ErrorCode::AuditUnavailable, Stage::CommandDispatch)
+            }
+            Denial::CommandNotAllowed { .. } => {
+                denied(ErrorCode::CommandNotAllowed, Stage::CommandValidate)
+            }
+        },
         ControlError::InvalidArgument { message, .. } => (
             ErrorCode::ValidationFailed,
             Stage::CommandValidate,
@@ -82,7 +78,7 @@ mod tests {
     /// whether (and, for gRPC, when) it is worth retrying.
     #[test]
     fn both_protocols_agree_on_every_error() {
-        use crate::transport::grpc::status::{denial_to_status, to_status};
+        use crate::transport::grpc::status::to_status;
         use tonic_types::StatusExt;
         let id = ChildId::new("a").expect("id");
         let errors = [
@@ -142,22 +138,16 @@ mod tests {
             Denial::Unclassified { method: "m".into() },
             Denial::TooManyStreams { uid: 1, max: 2 },
         ];
-        let cases = errors
-            .iter()
-            .map(|e| {
-                (
-                    to_status(e, "demo"),
-                    to_legacy_error(e, "demo"),
-                    e.retry_after(),
-                )
-            })
-            .chain(denials.iter().map(|d| {
-                (
-                    denial_to_status(d, "demo"),
-                    denial_to_legacy(d, "demo"),
-                    d.retry_after(),
-                )
-            }));
+        let all = errors
+            .into_iter()
+            .chain(denials.into_iter().map(ControlError::Denied));
+        let cases = all.map(|e| {
+            (
+                to_status(&e, "demo"),
+                to_legacy_error(&e, "demo"),
+                e.retry_after(),
+            )
+        });
         for (status, legacy, retry_after) in cases {
             let details = status.get_error_details();
             let info = details.error_info().expect("error info");

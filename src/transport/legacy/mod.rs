@@ -25,7 +25,7 @@ mod registration;
 mod state;
 mod writer;
 
-use crate::transport::security::Security;
+use crate::security::Guarded;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,7 +43,7 @@ pub use registration::{Registration, Status as RegistrationStatus, SupportedComm
 
 use crate::config::{Config, LegacyMode, RegistrationConfig};
 use crate::control::ControlPlane;
-use crate::transport::peer::PeerIdentity;
+use crate::transport::peer::Caller;
 use crate::transport::socket::{BindOptions, BoundSocket, SocketError, SocketGuard};
 
 /// The bound on one request line of [`LegacyOptions::new`]. A configured
@@ -161,8 +161,9 @@ impl LegacyOptions {
 
 /// The adapter over one control plane, shared by all its connections.
 pub struct Adapter<C> {
-    control: Arc<C>,
-    security: Arc<Security>,
+    /// The control port behind the security guard: every request goes
+    /// through it.
+    guard: Guarded<C>,
     target_id: String,
     max_frame_bytes: usize,
     idle_timeout: Duration,
@@ -182,16 +183,15 @@ impl<C> std::fmt::Debug for Adapter<C> {
 }
 
 impl<C: ControlPlane> Adapter<C> {
-    pub fn new(control: Arc<C>, options: &LegacyOptions, security: Arc<Security>) -> Arc<Self> {
+    pub fn new(guard: Guarded<C>, options: &LegacyOptions) -> Arc<Self> {
         let status = if options.registration.relay_socket.is_some() {
             RegistrationStatus::Connecting
         } else {
             RegistrationStatus::Direct
         };
         Arc::new(Self {
-            target_id: control.info().target_id,
-            control,
-            security,
+            target_id: guard.target().target_id,
+            guard,
             max_frame_bytes: options.max_frame_bytes,
             idle_timeout: options.idle_timeout,
             write_timeout: options.write_timeout,
@@ -222,20 +222,19 @@ impl<C: ControlPlane> Adapter<C> {
     /// Answers one request line as a connection would and returns the
     /// response line, for callers that bring their own framing (the
     /// benches). A subscription the request opens is dropped at once.
-    pub async fn respond(&self, line: &str, peer: Option<&Arc<PeerIdentity>>) -> bytes::Bytes {
+    pub async fn respond(&self, line: &str, peer: Option<&Arc<Caller>>) -> bytes::Bytes {
         self.handle(line, peer).await.response
     }
 
-    fn security(&self) -> &Arc<Security> {
-        &self.security
+    fn guard(&self) -> &Guarded<C> {
+        &self.guard
     }
 
-    fn control_arc(&self) -> &Arc<C> {
-        &self.control
-    }
-
+    /// The control plane itself, for the adapter's own work (the relay
+    /// registration, a dropped subscriber's last range), never on a
+    /// caller's behalf.
     fn control(&self) -> &C {
-        &self.control
+        self.guard.unguarded()
     }
 
     pub fn target_id(&self) -> &str {
@@ -266,9 +265,9 @@ impl<C: ControlPlane> Adapter<C> {
 
     /// The payload `hello` answers with and the heartbeat sends.
     pub async fn registration(&self) -> Registration {
-        let snapshot = self.control.state().await;
+        let snapshot = self.control().state().await;
         registration::registration(
-            &self.control.info(),
+            &self.control().info(),
             &snapshot.children,
             &self.ipc_path,
             self.lease_seconds,
@@ -276,19 +275,19 @@ impl<C: ControlPlane> Adapter<C> {
     }
 
     async fn config_version(&self) -> String {
-        records::config_version(&self.control.state().await.children)
+        records::config_version(&self.control().state().await.children)
     }
 
     /// How many recent journal records `state` includes.
     const RECENT: usize = 100;
 
     async fn dashboard_state(&self) -> state::DashboardState {
-        let snapshot = self.control.state().await;
-        let events = self.control.events().tail(Self::RECENT);
-        let logs = self.control.logs().tail(Self::RECENT);
+        let snapshot = self.control().state().await;
+        let events = self.control().events().tail(Self::RECENT);
+        let logs = self.control().logs().tail(Self::RECENT);
         let lease = Duration::from_secs(self.lease_seconds);
         state::dashboard_state(&state::Inputs {
-            target: &self.control.info(),
+            target: &self.control().info(),
             snapshot: &snapshot,
             events: &events,
             logs: &logs,

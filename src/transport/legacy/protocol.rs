@@ -2,7 +2,7 @@
 //! error object, and the pushes. Field names are the contract
 //! (`legacy-protocol.md`); the dashboard state lives in `state`.
 
-use crate::transport::security::MethodClass;
+use crate::security::Operation;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
@@ -109,13 +109,14 @@ pub enum Method {
 }
 
 impl Method {
-    /// The security class of the method.
-    pub fn class(self) -> MethodClass {
+    /// What the method asks of the control port (and so its class).
+    pub fn operation(self) -> Operation {
         match self {
-            Method::Hello | Method::State | Method::EventsSubscribe | Method::LogsTail => {
-                MethodClass::Read
-            }
-            Method::Command(kind) => MethodClass::of_command(kind),
+            Method::Hello => Operation::Info,
+            Method::State => Operation::State,
+            Method::EventsSubscribe => Operation::Events,
+            Method::LogsTail => Operation::Logs,
+            Method::Command(kind) => Operation::Command(kind),
         }
     }
 
