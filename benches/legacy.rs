@@ -30,9 +30,7 @@ use supervisor_gateway::control::ControlPlane;
 use supervisor_gateway::engine::{ChildSet, EngineConfig, Supervisor};
 use supervisor_gateway::model::{ChildId, Event, EventKind};
 use supervisor_gateway::security::{Guarded, Security};
-use supervisor_gateway::transport::legacy::{
-    Adapter, DEFAULT_MAX_FRAME_BYTES, LegacyOptions, LineCodec, Request,
-};
+use supervisor_gateway::transport::legacy::{Adapter, LegacyOptions, LineCodec, Request};
 use supervisor_gateway::transport::peer::Caller;
 
 /// Lines per buffer (and requests written ahead on a connection).
@@ -52,7 +50,7 @@ fn padded_hello(size: usize) -> String {
 
 /// Splits `buffer` into frames, parsing each into a `Request` if `parse`.
 fn decode_all(mut buffer: BytesMut, parse: bool) {
-    let mut codec = LineCodec::new(DEFAULT_MAX_FRAME_BYTES);
+    let mut codec = LineCodec::new(LegacyOptions::new("").max_frame_bytes);
     let mut frames = 0;
     while let Some(frame) = codec.decode(&mut buffer).expect("valid frames") {
         if parse {

@@ -1,15 +1,18 @@
 //! `sgw`: a process supervisor whose control plane is a gRPC service on a
 //! Unix domain socket.
 //!
-//! Data flows one way: a transport calls the [`control::ControlPlane`]
-//! port, the [`engine`] carries the command out on its children, every fact
-//! lands in the [`journal`], and subscribers read the journal.
+//! Data flows one way: a transport (gRPC, legacy) calls the
+//! [`control::ControlPlane`] port through the [`security`] guard, the
+//! [`engine`] carries the command out on its children, every fact lands in
+//! the [`journal`], and subscribers read the journal. The [`gateway`] wires
+//! the transports around one guarded control port and owns the drain.
 
 pub mod cli;
 pub mod client;
 pub mod config;
 pub mod control;
 pub mod engine;
+pub mod gateway;
 pub mod journal;
 pub mod model;
 pub mod pb;

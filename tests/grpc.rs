@@ -471,7 +471,7 @@ async fn oversize_request_is_resource_exhausted_and_channel_survives() {
 #[tokio::test]
 async fn max_connections_closes_the_extra_connection() {
     use tokio::io::AsyncReadExt;
-    let limits = supervisor_gateway::transport::grpc::Limits::with_max_connections(2);
+    let limits = supervisor_gateway::gateway::Limits::with_max_connections(2);
     let gw = gateway_with(vec![], limits).await;
     let mut one = gw.client().await.control;
     let mut two = gw.client().await.control;

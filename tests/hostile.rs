@@ -9,9 +9,9 @@ use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use supervisor_gateway::gateway::Limits;
 use supervisor_gateway::journal::{Item, Start};
 use supervisor_gateway::pb;
-use supervisor_gateway::transport::grpc::Limits;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::Code;

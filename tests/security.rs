@@ -13,9 +13,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use supervisor_gateway::gateway::Limits;
 use supervisor_gateway::pb;
 use supervisor_gateway::security::{AuditFailure, SecurityConfig};
-use supervisor_gateway::transport::grpc::Limits;
 use supervisor_gateway::transport::legacy::LegacyOptions;
 use support::*;
 use tonic::Code;

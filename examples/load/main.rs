@@ -27,9 +27,9 @@ use std::time::{Duration, Instant};
 
 use supervisor_gateway::control::ControlPlane;
 use supervisor_gateway::engine::{ChildSet, EngineConfig, Supervisor};
+use supervisor_gateway::gateway::{self, Limits};
 use supervisor_gateway::model::{ChildId, Event, EventKind};
 use supervisor_gateway::pb;
-use supervisor_gateway::transport::grpc::{self, Limits};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -405,7 +405,7 @@ async fn event_stream(settings: &Settings, dir: &Path, subscribers: usize) -> Re
         max_streams_per_uid: usize::MAX,
         ..Limits::with_max_connections(1024)
     };
-    let server = tokio::spawn(grpc::serve(
+    let server = tokio::spawn(gateway::serve(
         Arc::new(supervisor.clone()),
         listener,
         limits,

@@ -14,8 +14,8 @@ use super::{EXIT_FAILED, EXIT_USAGE, LogFormat};
 use crate::config::Config;
 use crate::control::ControlPlane;
 use crate::engine::Supervisor;
+use crate::gateway::{self, GatewayOptions, Limits};
 use crate::security::Security;
-use crate::transport::grpc::{self, GatewayOptions, Limits};
 use crate::transport::legacy::LegacyOptions;
 use crate::transport::socket::{BindOptions, BoundSocket};
 
@@ -129,7 +129,7 @@ async fn serve(config: Config, socket_flag: Option<PathBuf>) -> ExitCode {
         legacy,
         security: Arc::new(Security::new(config.security.clone())),
     };
-    let mut server = tokio::spawn(grpc::serve_with(
+    let mut server = tokio::spawn(gateway::serve_with(
         Arc::new(supervisor.clone()),
         listener,
         options,

@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-use crate::transport::socket::{BindMode, SocketMode};
+use super::socket::{BindMode, SocketMode};
 
 /// Where the legacy `dashboard-ipc.v1` adapter is served.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

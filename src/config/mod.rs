@@ -6,6 +6,7 @@
 mod demo;
 mod gateway;
 mod registration;
+mod socket;
 
 use std::fmt;
 use std::ops::Range;
@@ -16,6 +17,7 @@ use serde::Deserialize;
 pub use demo::DEMO_CONFIG;
 pub use gateway::{GatewayConfig, JournalConfig, LegacyMode};
 pub use registration::RegistrationConfig;
+pub use socket::{BindMode, SocketMode, SocketSettingError, default_socket_path};
 
 use crate::engine::{ChildSet, EngineConfig};
 use crate::model::ChildSpec;
@@ -159,7 +161,7 @@ impl Config {
     pub fn socket_path(&self, flag: Option<PathBuf>) -> std::io::Result<PathBuf> {
         let path = flag
             .or_else(|| self.gateway.socket.clone())
-            .unwrap_or_else(crate::transport::socket::default_socket_path);
+            .unwrap_or_else(default_socket_path);
         std::path::absolute(path)
     }
 }

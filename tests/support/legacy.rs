@@ -292,11 +292,11 @@ impl Relay {
         lease_seconds: u64,
     ) -> LegacyOptions {
         LegacyOptions {
-            registration: supervisor_gateway::config::RegistrationConfig {
-                relay_socket: Some(self.path.clone()),
-                lease_seconds,
-                heartbeat_interval: interval,
-            },
+            relay: Some(supervisor_gateway::transport::legacy::Relay {
+                socket: self.path.clone(),
+                interval,
+            }),
+            lease: Duration::from_secs(lease_seconds),
             ..LegacyOptions::new(main.display().to_string())
         }
     }

@@ -119,23 +119,18 @@ pub struct TestGateway {
     pub path: std::path::PathBuf,
     pub supervisor: Supervisor,
     pub stop: tokio_util::sync::CancellationToken,
-    pub server:
-        tokio::task::JoinHandle<Result<(), supervisor_gateway::transport::grpc::ServeError>>,
+    pub server: tokio::task::JoinHandle<Result<(), supervisor_gateway::gateway::ServeError>>,
     _guard: supervisor_gateway::transport::socket::SocketGuard,
     _dir: tempfile::TempDir,
 }
 
 pub async fn gateway(specs: Vec<ChildSpec>) -> TestGateway {
-    gateway_with(
-        specs,
-        supervisor_gateway::transport::grpc::Limits::default(),
-    )
-    .await
+    gateway_with(specs, supervisor_gateway::gateway::Limits::default()).await
 }
 
 pub async fn gateway_with(
     specs: Vec<ChildSpec>,
-    limits: supervisor_gateway::transport::grpc::Limits,
+    limits: supervisor_gateway::gateway::Limits,
 ) -> TestGateway {
     gateway_full(specs, test_engine(), limits, |path| {
         supervisor_gateway::transport::legacy::LegacyOptions::new(path.display().to_string())
@@ -165,7 +160,7 @@ pub fn test_security() -> supervisor_gateway::security::SecurityConfig {
 pub async fn gateway_full(
     specs: Vec<ChildSpec>,
     engine: EngineConfig,
-    limits: supervisor_gateway::transport::grpc::Limits,
+    limits: supervisor_gateway::gateway::Limits,
     legacy: impl FnOnce(&std::path::Path) -> supervisor_gateway::transport::legacy::LegacyOptions,
 ) -> TestGateway {
     gateway_secured(specs, engine, limits, legacy, test_security(), 0o600).await
@@ -177,7 +172,7 @@ pub async fn gateway_full(
 pub async fn gateway_secured(
     specs: Vec<ChildSpec>,
     engine: EngineConfig,
-    limits: supervisor_gateway::transport::grpc::Limits,
+    limits: supervisor_gateway::gateway::Limits,
     legacy: impl FnOnce(&std::path::Path) -> supervisor_gateway::transport::legacy::LegacyOptions,
     security: supervisor_gateway::security::SecurityConfig,
     socket_mode: u32,
@@ -199,12 +194,12 @@ pub async fn gateway_secured(
     let legacy = legacy(&path);
     let supervisor = start_with(engine, specs);
     let stop = tokio_util::sync::CancellationToken::new();
-    let options = supervisor_gateway::transport::grpc::GatewayOptions {
+    let options = supervisor_gateway::gateway::GatewayOptions {
         limits,
         legacy,
         security: Arc::new(supervisor_gateway::security::Security::new(security)),
     };
-    let server = tokio::spawn(supervisor_gateway::transport::grpc::serve_with(
+    let server = tokio::spawn(supervisor_gateway::gateway::serve_with(
         Arc::new(supervisor.clone()),
         listener,
         options,

@@ -12,7 +12,8 @@
 //! - `dispatch`: one request → one response. `state`, `records`: the shapes.
 //! - `connection`: reader and pushes of one connection (`push`); `writer`:
 //!   its only writer, with the write deadline.
-//! - `registration`: the payload and the relay heartbeat.
+//! - `registration`: the payload `hello` answers with and the relay
+//!   heartbeat (`gateway::relay`) sends, and where the registration stands.
 
 mod codec;
 mod connection;
@@ -32,26 +33,15 @@ use std::time::Duration;
 
 use tokio::net::UnixListener;
 use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-use tracing::Instrument;
 
 pub use codec::{FrameError, LineCodec};
 pub use error::to_legacy_error;
-pub use protocol::{ErrorCode, ErrorObject, PROTOCOL_VERSION, Request, Stage};
+pub use protocol::{ErrorCode, ErrorObject, PROTOCOL_VERSION, Request, Stage, line};
 pub use registration::{Registration, Status as RegistrationStatus, SupportedCommand};
 
-use crate::config::{Config, LegacyMode, RegistrationConfig};
 use crate::control::ControlPlane;
 use crate::transport::peer::Caller;
 use crate::transport::socket::{BindOptions, BoundSocket, SocketError, SocketGuard};
-
-/// The bound on one request line of [`LegacyOptions::new`]. A configured
-/// gateway uses `[gateway] legacy_max_line_bytes` (else `max_request_bytes`).
-pub const DEFAULT_MAX_FRAME_BYTES: usize = 1024 * 1024;
-
-/// How long a write may wait for the client to read, unless configured.
-pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A socket that serves the adapter alone (`legacy = "/path.sock"`). The
 /// socket file is removed when this is dropped, i.e. after the gateway
@@ -100,58 +90,27 @@ pub struct LegacyOptions {
     pub write_timeout: Duration,
     /// The socket legacy clients are told to use (`hello`, registration).
     pub ipc_path: String,
-    pub registration: RegistrationConfig,
+    /// The relay to register with, if any (the gateway runs the heartbeat;
+    /// `state` says "connecting" until it reports, "direct" without one).
+    pub relay: Option<Relay>,
+    /// How long a relay keeps our registration.
+    pub lease: Duration,
+}
+
+/// Where and how often the relay heartbeat registers this gateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Relay {
+    pub socket: PathBuf,
+    pub interval: Duration,
 }
 
 impl LegacyOptions {
-    /// Detection on the main socket at `ipc_path`, default limits, no relay.
-    pub fn new(ipc_path: impl Into<String>) -> Self {
-        Self {
-            same_socket: true,
-            dedicated: None,
-            max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
-            idle_timeout: Duration::from_secs(300),
-            write_timeout: DEFAULT_WRITE_TIMEOUT,
-            ipc_path: ipc_path.into(),
-            registration: RegistrationConfig::default(),
-        }
-    }
-
     /// No legacy service at all: non-HTTP/2 connections are closed.
     pub fn off() -> Self {
         Self {
             same_socket: false,
             ..Self::new("")
         }
-    }
-
-    /// The options `config` asks for, binding the dedicated socket if there
-    /// is one. `main_socket` is the path the gateway serves on. Must run
-    /// inside a tokio runtime.
-    pub fn from_config(config: &Config, main_socket: &str) -> Result<Self, SocketError> {
-        let gateway = &config.gateway;
-        let mut options = Self {
-            max_frame_bytes: gateway.legacy_max_line_bytes(),
-            idle_timeout: gateway.idle_timeout,
-            write_timeout: gateway.write_timeout,
-            registration: config.registration.clone(),
-            ..Self::new(main_socket)
-        };
-        match &gateway.legacy {
-            LegacyMode::SameSocket => {}
-            LegacyMode::Off => options.same_socket = false,
-            LegacyMode::Dedicated(path) => {
-                let dedicated = DedicatedSocket::bind(&BindOptions {
-                    path: path.clone(),
-                    mode: gateway.socket_mode,
-                    bind: gateway.bind,
-                })?;
-                // A relay should send legacy clients where only legacy is spoken.
-                options.ipc_path = path.display().to_string();
-                options.dedicated = Some(dedicated);
-            }
-        }
-        Ok(options)
     }
 
     pub fn is_enabled(&self) -> bool {
@@ -169,7 +128,7 @@ pub struct Adapter<C> {
     idle_timeout: Duration,
     write_timeout: Duration,
     ipc_path: String,
-    lease_seconds: u64,
+    lease: Duration,
     registration: watch::Sender<RegistrationStatus>,
 }
 
@@ -184,7 +143,7 @@ impl<C> std::fmt::Debug for Adapter<C> {
 
 impl<C: ControlPlane> Adapter<C> {
     pub fn new(guard: Guarded<C>, options: &LegacyOptions) -> Arc<Self> {
-        let status = if options.registration.relay_socket.is_some() {
+        let status = if options.relay.is_some() {
             RegistrationStatus::Connecting
         } else {
             RegistrationStatus::Direct
@@ -196,27 +155,9 @@ impl<C: ControlPlane> Adapter<C> {
             idle_timeout: options.idle_timeout,
             write_timeout: options.write_timeout,
             ipc_path: options.ipc_path.clone(),
-            lease_seconds: options.registration.lease_seconds,
+            lease: options.lease,
             registration: watch::Sender::new(status),
         })
-    }
-
-    /// Starts the relay heartbeat if a relay is configured; it ends on
-    /// `shutdown` or a non-retryable rejection.
-    pub fn start_heartbeat(
-        self: &Arc<Self>,
-        config: &RegistrationConfig,
-        tasks: &TaskTracker,
-        shutdown: CancellationToken,
-    ) {
-        let Some(relay) = config.relay_socket.clone() else {
-            return;
-        };
-        let span = tracing::info_span!("registration", relay = %relay.display());
-        tasks.spawn(
-            registration::heartbeat(Arc::clone(self), relay, config.heartbeat_interval, shutdown)
-                .instrument(span),
-        );
     }
 
     /// Answers one request line as a connection would and returns the
@@ -255,11 +196,12 @@ impl<C: ControlPlane> Adapter<C> {
 
     /// How long the relay keeps a registration: the longest an ack is
     /// worth waiting for.
-    fn lease(&self) -> Duration {
-        Duration::from_secs(self.lease_seconds)
+    pub fn lease(&self) -> Duration {
+        self.lease
     }
 
-    fn set_registration(&self, status: RegistrationStatus) {
+    /// Where the relay registration stands, as the heartbeat found it.
+    pub fn set_registration(&self, status: RegistrationStatus) {
         self.registration.send_replace(status);
     }
 
@@ -270,7 +212,7 @@ impl<C: ControlPlane> Adapter<C> {
             &self.control().info(),
             &snapshot.children,
             &self.ipc_path,
-            self.lease_seconds,
+            self.lease.as_secs(),
         )
     }
 
@@ -285,7 +227,7 @@ impl<C: ControlPlane> Adapter<C> {
         let snapshot = self.control().state().await;
         let events = self.control().events().tail(Self::RECENT);
         let logs = self.control().logs().tail(Self::RECENT);
-        let lease = Duration::from_secs(self.lease_seconds);
+        let lease = self.lease;
         state::dashboard_state(&state::Inputs {
             target: &self.control().info(),
             snapshot: &snapshot,
