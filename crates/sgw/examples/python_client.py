@@ -26,7 +26,7 @@ import grpc
 from google.protobuf.json_format import MessageToDict
 from grpc_tools import protoc
 
-PROTO_ROOT = Path(__file__).resolve().parent.parent / "proto"
+PROTO_ROOT = Path(__file__).resolve().parent.parent.parent / "sgw-api" / "proto"
 PACKAGE_DIR = PROTO_ROOT / "supervisor" / "gateway" / "v1"
 
 

@@ -257,8 +257,9 @@ impl TestGateway {
 
 /// The directory holding the third-party test clients (`scripts/install-test-tools`).
 pub fn tool(name: &str) -> std::path::PathBuf {
+    // The workspace root, where scripts/install-test-tools puts them.
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join(".tools/bin")
+        .join("../../.tools/bin")
         .join(name);
     assert!(
         path.exists(),

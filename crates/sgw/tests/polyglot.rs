@@ -154,7 +154,7 @@ except grpc.RpcError as error:
 "#;
 
 fn python(socket: &Path, method: &str) -> Output {
-    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
     assert!(python.exists(), "run scripts/install-test-tools first");
     Command::new(python)
         .args(["-c", PYTHON_CALL])

@@ -1,6 +1,9 @@
-//! The generated protobuf and gRPC code for `supervisor.gateway.v1`,
-//! compiled by `build.rs`. Conversions to and from the domain types live in
-//! `transport::grpc::conv`, never here.
+//! The `supervisor.gateway.v1` API of sgw: the proto files (`proto/`), the
+//! prost messages and tonic clients/servers generated from them by
+//! `build.rs` (protox: no system `protoc`), and the descriptor set that
+//! reflection serves. This is what the `sgw` CLI, Rust clients and third
+//! parties depend on; conversions to the daemon's domain types live in the
+//! daemon (`transport::grpc::conv`), never here.
 
 #[allow(
     clippy::all,

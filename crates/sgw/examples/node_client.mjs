@@ -19,7 +19,7 @@ import { parseArgs } from "node:util";
 import grpc from "@grpc/grpc-js";
 import protoLoader from "@grpc/proto-loader";
 
-const PROTO_ROOT = path.join(path.dirname(fileURLToPath(import.meta.url)), "..", "proto");
+const PROTO_ROOT = path.join(path.dirname(fileURLToPath(import.meta.url)), "..", "..", "sgw-api", "proto");
 
 /** $SGW_SOCKET, else $XDG_RUNTIME_DIR/sgw/sgw.sock, else /tmp/sgw-$UID/sgw.sock. */
 function defaultSocket() {

@@ -35,11 +35,11 @@ use tonic::transport::server::Connected;
 use tracing::Instrument;
 
 use super::admission::{Budget, RefusalLog, Refused, Shares, Slot};
-use super::h2_authority::{AuthorityRewrite, Deadlines};
 use super::legacy::Adapter;
 use super::peer::{Caller, ConnectionInfo};
 use crate::control::ControlPlane;
 use crate::security::{AuditRecord, Security};
+use h2_authority::{AuthorityRewrite, Deadlines};
 
 /// One accepted gRPC connection.
 pub struct Connection {

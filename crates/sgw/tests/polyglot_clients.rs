@@ -18,7 +18,13 @@ use std::process::{Command, Output};
 use cli_support::*;
 use serde_json::Value;
 
-fn repo() -> &'static Path {
+/// The workspace root, where the installed test tools live.
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// This crate, where the example clients live.
+fn crate_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
@@ -101,7 +107,7 @@ fn python_example_against_a_live_server() {
         python.display()
     );
     let output = Command::new(python)
-        .arg(repo().join("examples/python_client.py"))
+        .arg(crate_dir().join("examples/python_client.py"))
         .args([
             "--socket",
             server.socket(),
@@ -126,7 +132,7 @@ fn node_example_against_a_live_server() {
         "node_modules/@grpc/grpc-js is missing: run scripts/install-test-tools"
     );
     let output = Command::new("node")
-        .current_dir(repo())
+        .current_dir(crate_dir())
         .arg("examples/node_client.mjs")
         .args(["--socket", server.socket(), "--events", "3"])
         .output()

@@ -31,7 +31,7 @@ use criterion::{Criterion, Throughput};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf, duplex};
 use tokio::runtime::Runtime;
 
-use supervisor_gateway::transport::h2_authority::AuthorityRewrite;
+use h2_authority::AuthorityRewrite;
 
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 const REQUESTS: usize = 200;

@@ -15,6 +15,7 @@ pub mod engine;
 pub mod gateway;
 pub mod journal;
 pub mod model;
-pub mod pb;
+/// The generated protobuf and gRPC code (the `sgw-api` crate).
+pub use sgw_api as pb;
 pub mod security;
 pub mod transport;
