@@ -5,7 +5,7 @@
 //! tonic UDS server; the regression tests keep proving why the gateway
 //! repairs `:authority`. Tools come from `scripts/install-test-tools`.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::process::{Command, Output};

@@ -3,7 +3,7 @@
 //! with an unread stderr. Each test asserts on behaviour (cut off, still
 //! served, bounded), never on wall-clock figures.
 
-mod support;
+use crate::support;
 
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};

@@ -2,7 +2,7 @@
 //! itself, tells a new server from the old one, and never prints a
 //! sequence twice.
 
-mod cli_support;
+use crate::cli_support;
 
 use std::path::Path;
 

@@ -1,7 +1,7 @@
 //! The supervisor engine with real `/bin/sh` children: policy, stop
 //! escalation, commands, dependencies, output capture.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

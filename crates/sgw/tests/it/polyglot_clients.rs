@@ -4,13 +4,9 @@
 //! `sgw serve`, each with its language's default channel options. The
 //! Python and Node tools come from `scripts/install-test-tools`.
 
-mod cli_support;
+use crate::cli_support;
 
-// The Rust example, compiled into this test so that its `run` is exercised
-// (a test cannot run `cargo run --example` while cargo holds the build lock).
-#[allow(dead_code)]
-#[path = "../examples/rust_client.rs"]
-mod rust_client;
+use crate::rust_client;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -2,7 +2,7 @@
 //! server refused on a live socket, and the ordered shutdown on SIGTERM
 //! and on ShutdownTree.
 
-mod support;
+use crate::support;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -3,10 +3,8 @@
 //! rules, pipelining, pushes, protocol detection beside gRPC, slow
 //! subscribers, and relay registration.
 
-mod support;
-// Declared here until `support/mod.rs` (being restructured) can list it.
-#[path = "support/golden.rs"]
-mod golden;
+use crate::support;
+use crate::support::golden;
 
 use std::path::Path;
 use std::time::Duration;

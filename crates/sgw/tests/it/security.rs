@@ -3,7 +3,7 @@
 //! (`nobody`) to play the unprivileged caller. Also rate limits,
 //! idempotency, audit that fails closed, and the AddChild allowlist.
 
-mod support;
+use crate::support;
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -247,7 +247,7 @@ fn run_as_nobody(socket: &Path) -> Vec<Value> {
             .args([
                 "--ignored",
                 "--exact",
-                "other_uid_client",
+                "security::other_uid_client",
                 "--nocapture",
                 "--test-threads=1",
             ])
@@ -429,7 +429,7 @@ async fn one_uid_cannot_take_every_slot() {
         .args([
             "--ignored",
             "--exact",
-            "other_uid_client",
+            "security::other_uid_client",
             "--nocapture",
             "--test-threads=1",
         ])
@@ -711,7 +711,7 @@ async fn every_rpc_is_guarded() {
             .args([
                 "--ignored",
                 "--exact",
-                "other_uid_client",
+                "security::other_uid_client",
                 "--nocapture",
                 "--test-threads=1",
             ])

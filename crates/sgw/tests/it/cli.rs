@@ -3,7 +3,7 @@
 //! failed, 2 usage or config error, 3 cannot connect) and output, human and
 //! `--json`.
 
-mod cli_support;
+use crate::cli_support;
 
 use std::process::Output;
 

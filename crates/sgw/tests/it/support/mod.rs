@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod golden;
 pub mod legacy;
 
 use std::sync::Arc;

@@ -1,7 +1,7 @@
 //! The gRPC gateway in-process over a real Unix socket with the tonic
 //! client: every RPC, streaming resume, limits, errors.
 
-mod support;
+use crate::support;
 
 use supervisor_gateway::pb;
 use supervisor_gateway::pb::subscribe_events_response::Item as EventItem;
