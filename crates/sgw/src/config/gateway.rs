@@ -58,6 +58,10 @@ pub struct GatewayConfig {
     /// to the end of its header block.
     #[serde(deserialize_with = "duration")]
     pub handshake_timeout: Duration,
+    /// How long a new connection may send nothing before it is closed
+    /// (its protocol is told by its first byte).
+    #[serde(deserialize_with = "duration")]
+    pub first_byte_timeout: Duration,
     /// Unary calls answer within this; the command itself keeps running.
     #[serde(deserialize_with = "duration")]
     pub request_timeout: Duration,
@@ -97,6 +101,7 @@ impl Default for GatewayConfig {
             max_connections_per_uid: None,
             reserved_connections: None,
             handshake_timeout: Duration::from_secs(10),
+            first_byte_timeout: Duration::from_secs(2),
             request_timeout: Duration::from_secs(60),
             max_streams_per_uid: 64,
             max_tail_bytes: 1024 * 1024,
@@ -134,9 +139,17 @@ impl GatewayConfig {
                 self.max_connections
             ));
         }
-        if self.handshake_timeout.is_zero() || self.request_timeout.is_zero() {
+        if [
+            self.handshake_timeout,
+            self.first_byte_timeout,
+            self.request_timeout,
+        ]
+        .iter()
+        .any(Duration::is_zero)
+        {
             return Err(
-                "handshake_timeout and request_timeout must be greater than zero".to_owned(),
+                "handshake_timeout, first_byte_timeout and request_timeout must be greater than zero"
+                    .to_owned(),
             );
         }
         if self.max_streams_per_uid == 0 {

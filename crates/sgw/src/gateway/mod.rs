@@ -32,6 +32,7 @@ pub struct Limits {
     pub shares: Shares,
     pub idle_timeout: Duration,
     pub handshake_timeout: Duration,
+    pub first_byte_timeout: Duration,
     pub request_timeout: Duration,
     pub max_streams_per_uid: usize,
     pub max_tail_bytes: usize,
@@ -53,6 +54,7 @@ impl Limits {
             shares,
             idle_timeout: gateway.idle_timeout,
             handshake_timeout: gateway.handshake_timeout,
+            first_byte_timeout: gateway.first_byte_timeout,
             request_timeout: gateway.request_timeout,
             max_streams_per_uid: gateway.max_streams_per_uid,
             max_tail_bytes: gateway.max_tail_bytes,
@@ -153,6 +155,7 @@ pub async fn serve_with<C: ControlPlane>(
         AcceptLimits {
             shares: limits.shares,
             handshake_timeout: limits.handshake_timeout,
+            first_byte_timeout: limits.first_byte_timeout,
         },
         Arc::clone(&security),
         adapter.clone(),

@@ -14,7 +14,7 @@
 //! consuming, at the first byte the client sends: `P`, the start of the
 //! HTTP/2 preface `PRI * HTTP/2.0`, goes to tonic; anything else to the
 //! legacy adapter, if enabled. A client that sends nothing within
-//! [`CLASSIFY_TIMEOUT`] is closed. Both protocols share one
+//! `first_byte_timeout` is closed (both protocols are client-first). Both protocols share one
 //! `max_connections` budget, across the main and the dedicated socket.
 
 use std::io;
@@ -105,10 +105,6 @@ impl AsyncWrite for Connection {
     }
 }
 
-/// How long a new connection on the main socket may stay silent before
-/// its protocol is known. Both protocols are client-first.
-pub const CLASSIFY_TIMEOUT: Duration = Duration::from_secs(2);
-
 /// Limits applied at accept time.
 #[derive(Debug, Clone, Copy)]
 pub struct AcceptLimits {
@@ -116,6 +112,9 @@ pub struct AcceptLimits {
     /// From accept to the client's preface and first frame, and from a
     /// request's HEADERS frame to the end of its header block.
     pub handshake_timeout: Duration,
+    /// How long a new connection on the main socket may stay silent before
+    /// its protocol is known.
+    pub first_byte_timeout: Duration,
 }
 
 /// Where the connections of one listener go.
@@ -298,7 +297,7 @@ impl<C: ControlPlane> Shared<C> {
         };
         let first = tokio::select! {
             () = self.shutdown.cancelled() => return,
-            first = tokio::time::timeout(CLASSIFY_TIMEOUT, first_byte(&stream)) => first,
+            first = tokio::time::timeout(self.limits.first_byte_timeout, first_byte(&stream)) => first,
         };
         match first {
             Ok(Ok(Some(b'P'))) => {
@@ -328,7 +327,7 @@ impl<C: ControlPlane> Shared<C> {
             Ok(Ok(None)) => tracing::debug!("connection closed before sending anything"),
             Ok(Err(error)) => tracing::debug!(%error, "connection failed before classification"),
             Err(_) => tracing::debug!(
-                timeout = ?CLASSIFY_TIMEOUT,
+                timeout = ?self.limits.first_byte_timeout,
                 "connection sent nothing: closed"
             ),
         }

@@ -772,8 +772,12 @@ async fn non_retryable_rejection_stops_the_heartbeat() {
 /// accept loop keeps serving others.
 #[tokio::test]
 async fn silent_connection_is_closed_without_blocking_others() {
-    use supervisor_gateway::transport::listener::CLASSIFY_TIMEOUT;
-    let gw = gateway(vec![]).await;
+    const CLASSIFY_TIMEOUT: Duration = Duration::from_millis(300);
+    let limits = Limits {
+        first_byte_timeout: CLASSIFY_TIMEOUT,
+        ..Limits::default()
+    };
+    let gw = gateway_with(vec![], limits).await;
     let started = tokio::time::Instant::now();
     let mut silent = LegacyClient::connect(&gw.path).await;
     let mut other = LegacyClient::connect(&gw.path).await;

@@ -19,6 +19,7 @@ mod rust_client;
 mod cli;
 mod cli_follow;
 mod engine;
+mod errors;
 mod grpc;
 mod hostile;
 mod journal;

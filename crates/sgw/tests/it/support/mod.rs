@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod fake;
 pub mod golden;
 pub mod legacy;
 
@@ -162,7 +163,7 @@ pub async fn gateway_full(
     specs: Vec<ChildSpec>,
     engine: EngineConfig,
     limits: supervisor_gateway::gateway::Limits,
-    legacy: impl FnOnce(&std::path::Path) -> supervisor_gateway::transport::legacy::LegacyOptions,
+    legacy: impl FnOnce(&std::path::Path) -> supervisor_gateway::transport::legacy::LegacyOptions + '_,
 ) -> TestGateway {
     gateway_secured(specs, engine, limits, legacy, test_security(), 0o600).await
 }
@@ -174,45 +175,160 @@ pub async fn gateway_secured(
     specs: Vec<ChildSpec>,
     engine: EngineConfig,
     limits: supervisor_gateway::gateway::Limits,
-    legacy: impl FnOnce(&std::path::Path) -> supervisor_gateway::transport::legacy::LegacyOptions,
+    legacy: impl FnOnce(&std::path::Path) -> supervisor_gateway::transport::legacy::LegacyOptions + '_,
     security: supervisor_gateway::security::SecurityConfig,
     socket_mode: u32,
 ) -> TestGateway {
-    use std::os::unix::fs::PermissionsExt;
-    use supervisor_gateway::transport::socket::{BindMode, BindOptions, BoundSocket, SocketMode};
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    let path = dir.path().join("sgw.sock");
-    let bound = BoundSocket::bind(&BindOptions {
-        path: path.clone(),
-        mode: format!("{socket_mode:04o}")
-            .parse::<SocketMode>()
-            .expect("mode"),
-        bind: BindMode::CreateNew,
-    })
-    .expect("bind test socket");
-    let (listener, guard) = bound.into_tokio().expect("listener");
-    let legacy = legacy(&path);
-    let supervisor = start_with(engine, specs);
-    let stop = tokio_util::sync::CancellationToken::new();
-    let options = supervisor_gateway::gateway::GatewayOptions {
-        limits,
-        legacy,
-        security: Arc::new(supervisor_gateway::security::Security::new(security)),
-    };
-    let server = tokio::spawn(supervisor_gateway::gateway::serve_with(
-        Arc::new(supervisor.clone()),
-        listener,
-        options,
-        stop.clone(),
-    ));
-    TestGateway {
-        path,
-        supervisor,
-        stop,
-        server,
-        _guard: guard,
-        _dir: dir,
+    GatewayBuilder::new(specs)
+        .engine(engine)
+        .limits(limits)
+        .legacy(legacy)
+        .security(security)
+        .socket_mode(socket_mode)
+        .start()
+        .await
+}
+
+type LegacyFor<'a> =
+    Box<dyn FnOnce(&std::path::Path) -> supervisor_gateway::transport::legacy::LegacyOptions + 'a>;
+
+/// Every way a test gateway can differ from the default one.
+pub struct GatewayBuilder<'a> {
+    specs: Vec<ChildSpec>,
+    engine: EngineConfig,
+    limits: supervisor_gateway::gateway::Limits,
+    legacy: LegacyFor<'a>,
+    security: supervisor_gateway::security::SecurityConfig,
+    socket_mode: u32,
+}
+
+impl<'a> GatewayBuilder<'a> {
+    pub fn new(specs: Vec<ChildSpec>) -> Self {
+        Self {
+            specs,
+            engine: test_engine(),
+            limits: supervisor_gateway::gateway::Limits::default(),
+            legacy: Box::new(|path| {
+                supervisor_gateway::transport::legacy::LegacyOptions::new(
+                    path.display().to_string(),
+                )
+            }),
+            security: test_security(),
+            socket_mode: 0o600,
+        }
+    }
+
+    pub fn engine(mut self, engine: EngineConfig) -> Self {
+        self.engine = engine;
+        self
+    }
+
+    pub fn limits(mut self, limits: supervisor_gateway::gateway::Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// `legacy` gets the main socket's path (for `ipc_path`, or to place a
+    /// dedicated socket beside it).
+    pub fn legacy(
+        mut self,
+        legacy: impl FnOnce(&std::path::Path) -> supervisor_gateway::transport::legacy::LegacyOptions
+        + 'a,
+    ) -> Self {
+        self.legacy = Box::new(legacy);
+        self
+    }
+
+    pub fn security(mut self, security: supervisor_gateway::security::SecurityConfig) -> Self {
+        self.security = security;
+        self
+    }
+
+    pub fn socket_mode(mut self, mode: u32) -> Self {
+        self.socket_mode = mode;
+        self
+    }
+
+    /// Starts the engine with the specs and serves it.
+    pub async fn start(self) -> TestGateway {
+        let supervisor = start_with(self.engine.clone(), self.specs.clone());
+        let served = self.serve(Arc::new(supervisor.clone()));
+        TestGateway {
+            path: served.path,
+            supervisor,
+            stop: served.stop,
+            server: served.server,
+            _guard: served._guard,
+            _dir: served._dir,
+        }
+    }
+
+    /// Serves any control plane (the engine's specs are not used).
+    pub fn serve<C: supervisor_gateway::control::ControlPlane>(self, control: Arc<C>) -> Served {
+        use std::os::unix::fs::PermissionsExt;
+        use supervisor_gateway::transport::socket::{
+            BindMode, BindOptions, BoundSocket, SocketMode,
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        let path = dir.path().join("sgw.sock");
+        let bound = BoundSocket::bind(&BindOptions {
+            path: path.clone(),
+            mode: format!("{:04o}", self.socket_mode)
+                .parse::<SocketMode>()
+                .expect("mode"),
+            bind: BindMode::CreateNew,
+        })
+        .expect("bind test socket");
+        let (listener, guard) = bound.into_tokio().expect("listener");
+        let legacy = (self.legacy)(&path);
+        let stop = tokio_util::sync::CancellationToken::new();
+        let options = supervisor_gateway::gateway::GatewayOptions {
+            limits: self.limits,
+            legacy,
+            security: Arc::new(supervisor_gateway::security::Security::new(self.security)),
+        };
+        let server = tokio::spawn(supervisor_gateway::gateway::serve_with(
+            control,
+            listener,
+            options,
+            stop.clone(),
+        ));
+        Served {
+            path,
+            stop,
+            server,
+            _guard: guard,
+            _dir: dir,
+        }
+    }
+}
+
+/// A gateway over some control plane, on a socket in its own directory.
+pub struct Served {
+    pub path: std::path::PathBuf,
+    pub stop: tokio_util::sync::CancellationToken,
+    pub server: tokio::task::JoinHandle<Result<(), supervisor_gateway::gateway::ServeError>>,
+    _guard: supervisor_gateway::transport::socket::SocketGuard,
+    _dir: tempfile::TempDir,
+}
+
+impl Served {
+    pub async fn client(&self) -> supervisor_gateway::client::Client {
+        supervisor_gateway::client::connect(&self.path)
+            .await
+            .expect("connect to the test gateway")
+    }
+
+    /// Stops the server; fails the test if draining hangs.
+    pub async fn shutdown(self) {
+        self.stop.cancel();
+        tokio::time::timeout(PATIENCE, self.server)
+            .await
+            .expect("server drained")
+            .expect("server task")
+            .expect("server result");
     }
 }
 
