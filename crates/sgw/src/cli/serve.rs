@@ -17,7 +17,6 @@ use crate::engine::Supervisor;
 use crate::gateway::{self, GatewayOptions, Limits};
 use crate::security::Security;
 use crate::transport::legacy::LegacyOptions;
-use crate::transport::socket::{BindOptions, BoundSocket};
 
 /// Logs go through a dedicated writer thread: a worker never blocks on
 /// stderr, even when it is a pipe nobody reads. When that thread falls
@@ -82,24 +81,7 @@ async fn serve(config: Config, socket_flag: Option<PathBuf>) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    let bound = match BoundSocket::from_systemd() {
-        Ok(Some(activated)) => Ok(activated),
-        Ok(None) => BoundSocket::bind(&BindOptions {
-            path: socket,
-            mode: config.gateway.socket_mode,
-            bind: config.gateway.bind,
-        }),
-        Err(error) => Err(error),
-    };
-    let (listener, guard, path) = match bound.and_then(|bound| {
-        let path = bound
-            .path()
-            .map(|p| p.display().to_string())
-            .unwrap_or_default();
-        bound
-            .into_tokio()
-            .map(|(listener, guard)| (listener, guard, path))
-    }) {
+    let (listener, guard, path) = match gateway::bind(&config.gateway, socket) {
         Ok(parts) => parts,
         Err(error) => {
             eprintln!("error: {error}");

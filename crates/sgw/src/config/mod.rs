@@ -6,6 +6,7 @@
 mod demo;
 mod gateway;
 mod registration;
+mod security;
 mod socket;
 
 use std::fmt;
@@ -17,11 +18,14 @@ use serde::Deserialize;
 pub use demo::DEMO_CONFIG;
 pub use gateway::{GatewayConfig, JournalConfig, LegacyMode};
 pub use registration::RegistrationConfig;
+pub use security::{
+    AddChildConfig, AuditConfig, AuditFailure, IdempotencyConfig, Principals, RateLimitConfig,
+    SecurityConfig,
+};
 pub use socket::{BindMode, SocketMode, SocketSettingError, default_socket_path};
 
 use crate::engine::{ChildSet, EngineConfig};
 use crate::model::ChildSpec;
-use crate::security::SecurityConfig;
 
 /// A loaded, validated configuration.
 #[derive(Debug, Clone)]

@@ -1,7 +1,8 @@
-//! The gateway's composition root: binds nothing it is not given, builds
-//! the acceptor, the gRPC routes, the legacy adapter and the relay
-//! heartbeat around one guarded control port, serves until told to stop,
-//! and owns the drain. Transports know nothing of each other; this is the
+//! The gateway's composition root: binds the sockets (`bind`, and the
+//! dedicated legacy one in `LegacyOptions::from_config`), builds the
+//! acceptor, the gRPC routes, the legacy adapter and the relay heartbeat
+//! around one guarded control port, serves until told to stop, and owns
+//! the drain. Transports know nothing of each other; this is the
 //! one place that wires them.
 
 mod options;
@@ -22,6 +23,7 @@ use crate::transport::admission::Shares;
 use crate::transport::grpc::{self, layers};
 use crate::transport::legacy::{Adapter, LegacyOptions};
 use crate::transport::listener::{AcceptLimits, Acceptor};
+use crate::transport::socket::{BindOptions, BoundSocket, SocketError, SocketGuard};
 
 /// The limits the gateway enforces (and reports in `GetInfo`).
 #[derive(Debug, Clone)]
@@ -93,6 +95,30 @@ impl GatewayOptions {
             security: Arc::new(Security::default()),
         }
     }
+}
+
+/// Binds the main socket: the one systemd passed (socket activation), else
+/// `path` with the configured mode and bind rule. Returns the listener, the
+/// guard that removes the socket file when dropped, and the path to
+/// advertise. Must run inside a tokio runtime.
+pub fn bind(
+    gateway: &GatewayConfig,
+    path: std::path::PathBuf,
+) -> Result<(UnixListener, SocketGuard, String), SocketError> {
+    let bound = match BoundSocket::from_systemd()? {
+        Some(activated) => activated,
+        None => BoundSocket::bind(&BindOptions {
+            path,
+            mode: gateway.socket_mode,
+            bind: gateway.bind,
+        })?,
+    };
+    let advertised = bound
+        .path()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let (listener, guard) = bound.into_tokio()?;
+    Ok((listener, guard, advertised))
 }
 
 /// HTTP/2 settings: keepalive finds peers that vanished (half-open

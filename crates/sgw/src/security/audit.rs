@@ -19,7 +19,7 @@ use std::time::SystemTime;
 use serde::Serialize;
 use tokio_util::task::TaskTracker;
 
-use super::config::AuditConfig;
+use crate::config::{AuditConfig, AuditFailure};
 use crate::transport::peer::Caller;
 
 /// How many records `recent` can return.
@@ -162,7 +162,7 @@ impl Audit {
     }
 
     pub fn fails_closed(&self) -> bool {
-        self.config.on_failure == super::config::AuditFailure::Refuse
+        self.config.on_failure == AuditFailure::Refuse
     }
 
     /// Appends and flushes one record (on a blocking thread: fdatasync may

@@ -9,7 +9,6 @@
 //! connection admission at accept (`transport::admission`).
 
 mod audit;
-mod config;
 mod guard;
 mod idempotency;
 
@@ -19,11 +18,11 @@ use std::sync::Arc;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
-pub use audit::{Audit, AuditRecord, denials_path};
-pub use config::{
+pub use crate::config::{
     AddChildConfig, AuditConfig, AuditFailure, IdempotencyConfig, Principals, RateLimitConfig,
     SecurityConfig,
 };
+pub use audit::{Audit, AuditRecord, denials_path};
 pub use guard::{Guarded, Operation};
 
 pub use crate::control::Denial;
