@@ -45,7 +45,7 @@ pub enum Commands {
         #[arg(long, value_enum, default_value_t)]
         log_format: LogFormat,
     },
-    /// Validate a configuration file; errors name the file, line and key.
+    /// Validate a configuration file; errors (exit 2) and warnings (exit 0) name the file, line and key.
     CheckConfig { file: PathBuf },
     #[command(flatten)]
     Client(client::ClientCommand),
@@ -72,6 +72,9 @@ pub fn run(cli: Cli) -> ExitCode {
                 Ok((config, socket))
             }) {
                 Ok((config, socket)) => {
+                    for warning in &config.warnings {
+                        eprintln!("warning: {warning}");
+                    }
                     println!(
                         "{}: ok ({} children, target {:?}, socket {})",
                         file.display(),

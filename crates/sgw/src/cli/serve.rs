@@ -48,6 +48,9 @@ pub fn run(config: Option<PathBuf>, socket: Option<PathBuf>, log_format: LogForm
             return ExitCode::from(EXIT_USAGE);
         }
     };
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
     raise_fd_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

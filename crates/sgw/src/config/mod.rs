@@ -25,7 +25,7 @@ pub use security::{
 pub use socket::{BindMode, SocketMode, SocketSettingError, default_socket_path};
 
 use crate::engine::{ChildSet, EngineConfig};
-use crate::model::ChildSpec;
+use crate::model::{ChildSpec, SpecError};
 
 /// A loaded, validated configuration.
 #[derive(Debug, Clone)]
@@ -35,6 +35,10 @@ pub struct Config {
     pub registration: RegistrationConfig,
     pub security: SecurityConfig,
     pub children: ChildSet,
+    /// What is legal but probably not meant (a dependency on an
+    /// `autostart = false` child), located like errors. `check-config`
+    /// prints them, `serve` logs them; neither refuses the file.
+    pub warnings: Vec<ConfigError>,
 }
 
 #[derive(Deserialize)]
@@ -124,23 +128,33 @@ impl Config {
             .map(toml::Spanned::into_inner)
             .collect();
         let ids: Vec<String> = specs.iter().map(|s| s.id.to_string()).collect();
-        let children = ChildSet::new(specs).map_err(|e| {
-            at(
-                spans.get(e.index).cloned(),
-                format!(
-                    "[[child]] {:?}: {}: {}",
-                    ids.get(e.index).map_or("", String::as_str),
-                    e.error.field,
-                    e.error.message
-                ),
-            )
-        })?;
+        // A child's problem is located at the key it is about when that key
+        // is on a line of its own in the table, else at the table.
+        let child_problem = |index: usize, problem: &SpecError| ConfigError {
+            source: source.to_owned(),
+            position: spans
+                .get(index)
+                .map(|span| line_column(text, key_offset(text, span, &problem.field))),
+            message: format!(
+                "[[child]] {:?}: {}: {}",
+                ids.get(index).map_or("", String::as_str),
+                problem.field,
+                problem.message
+            ),
+        };
+        let children = ChildSet::new(specs).map_err(|e| child_problem(e.index, &e.error))?;
+        let warnings = children
+            .warnings()
+            .iter()
+            .map(|w| child_problem(w.index, &w.warning))
+            .collect();
         Ok(Config {
             gateway: raw.gateway,
             journal: raw.journal,
             registration: raw.registration,
             security: raw.security,
             children,
+            warnings,
         })
     }
 
@@ -168,6 +182,39 @@ impl Config {
             .unwrap_or_else(default_socket_path);
         std::path::absolute(path)
     }
+}
+
+/// Where `field` (`backoff.initial`: the line setting `backoff`, or its
+/// `[child.backoff]` header) is set in the child table whose header is at
+/// `header`; the header if no line of the table sets it.
+fn key_offset(text: &str, header: &Range<usize>, field: &str) -> usize {
+    let root = field.split('.').next().unwrap_or(field);
+    // `root` followed by something that ends a bare key.
+    let names_root = |rest: &str, ends: &[char]| {
+        rest.strip_prefix(root)
+            .is_some_and(|after| after.trim_start().starts_with(ends))
+    };
+    let mut offset = header.end;
+    for line in text
+        .get(header.end..)
+        .unwrap_or_default()
+        .split_inclusive('\n')
+    {
+        let key = line.trim_start();
+        let indent = line.len() - key.len();
+        if let Some(table) = key.strip_prefix('[') {
+            // One of this child's sub-tables, or the end of the child.
+            match table.trim_start().strip_prefix("child.") {
+                Some(sub) if names_root(sub, &[']', '.']) => return offset + indent,
+                Some(_) => {}
+                None => break,
+            }
+        } else if names_root(key, &['=', '.']) {
+            return offset + indent;
+        }
+        offset += line.len();
+    }
+    header.start
 }
 
 fn line_column(text: &str, offset: usize) -> (usize, usize) {
@@ -245,7 +292,7 @@ mod tests {
     fn dependency_errors_point_at_the_child() {
         let text = "[[child]]\nid = \"a\"\ncommand = [\"true\"]\n\n[[child]]\nid = \"b\"\ncommand = [\"true\"]\ndepends_on = [\"c\"]\n";
         let error = Config::parse(text, "x.toml").expect_err("unknown dep");
-        assert_eq!(error.position.map(|p| p.0), Some(5), "{error}");
+        assert_eq!(error.position, Some((8, 1)), "at the key: {error}");
         assert!(
             error.message.contains("depends_on") && error.message.contains("\"b\""),
             "{error}"
@@ -253,6 +300,36 @@ mod tests {
         let cycle = "[[child]]\nid = \"a\"\ncommand = [\"true\"]\ndepends_on = [\"b\"]\n[[child]]\nid = \"b\"\ncommand = [\"true\"]\ndepends_on = [\"a\"]\n";
         let error = Config::parse(cycle, "x.toml").expect_err("cycle");
         assert!(error.message.contains("cycle"), "{error}");
+    }
+
+    #[test]
+    fn backoff_under_a_millisecond_is_refused_at_its_key() {
+        let text =
+            "[[child]]\nid = \"a\"\ncommand = [\"true\"]\nbackoff = { initial = \"500us\" }\n";
+        let error = Config::parse(text, "x.toml").expect_err("backoff under 1ms");
+        assert_eq!(error.position, Some((4, 1)), "{error}");
+        assert!(
+            error
+                .message
+                .contains("backoff.initial: must be at least 1ms"),
+            "{error}"
+        );
+        let text = "[[child]]\nid = \"a\"\ncommand = [\"true\"]\nbackoff.initial = \"1ms\"\n";
+        assert!(Config::parse(text, "x.toml").is_ok());
+    }
+
+    #[test]
+    fn dependency_on_a_child_without_autostart_is_a_warning() {
+        let text = "[[child]]\nid = \"db\"\ncommand = [\"true\"]\nautostart = false\n\n[[child]]\nid = \"web\"\ncommand = [\"true\"]\ndepends_on = [\"db\"]\n";
+        let config = Config::parse(text, "x.toml").expect("only a warning");
+        assert_eq!(config.warnings.len(), 1);
+        let warning = config.warnings[0].to_string();
+        assert!(
+            warning
+                .starts_with("x.toml:9:1: [[child]] \"web\": depends_on: db has autostart = false"),
+            "{warning}"
+        );
+        assert!(Config::demo().expect("demo").warnings.is_empty());
     }
 
     #[test]

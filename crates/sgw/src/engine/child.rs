@@ -6,16 +6,20 @@
 
 use std::future::pending;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Instant, SystemTime};
 
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::sleep_until;
 
 use super::Context;
+use super::dependencies::DependencyWait;
 use super::policy::{Decision, RestartTracker};
 use super::process::Process;
 use crate::control::ControlError;
-use crate::model::{ChildRecord, ChildSpec, ChildState, Event, EventKind, Exit, QuarantineReason};
+use crate::model::{
+    ChildRecord, ChildSpec, ChildState, Event, EventKind, Exit, Failure, QuarantineReason,
+};
 
 /// What a command asks of the owner task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +34,9 @@ pub(super) enum Op {
     Shutdown,
 }
 
+/// The detail of a child that does not start by itself.
+const AUTOSTART_OFF: &str = "autostart = false: waiting for resume or restart";
+
 pub(super) type Reply = Result<(String, ChildRecord), ControlError>;
 
 #[derive(Debug)]
@@ -42,7 +49,9 @@ pub(super) struct Envelope {
 /// only `Up` has a process.
 #[derive(Debug)]
 enum Phase {
-    WaitingForDependencies,
+    /// STARTING (or BLOCKED after `start_timeout`) until every dependency
+    /// is RUNNING.
+    WaitingForDependencies(DependencyWait),
     Up {
         process: Process,
         ready: bool,
@@ -59,7 +68,10 @@ enum Phase {
 /// Something the current phase was waiting for happened.
 #[derive(Debug)]
 enum Wake {
-    DependenciesReady,
+    /// The record of a dependency changed (or it went away).
+    DependenciesChanged,
+    /// `start_timeout` passed while waiting for dependencies.
+    StartTimedOut,
     Exited(Exit),
     Ready,
     BackoffReset,
@@ -77,6 +89,7 @@ pub(super) struct ChildTask {
     generation: u64,
     restart_count: u64,
     last_exit: Option<Exit>,
+    last_failure: Option<Failure>,
     tracker: RestartTracker,
     detail: String,
     since: SystemTime,
@@ -89,17 +102,26 @@ impl ChildTask {
         inbox: mpsc::Receiver<Envelope>,
     ) -> (Self, watch::Receiver<ChildRecord>) {
         let now = SystemTime::now();
+        // What `run` is about to do, so that a dependent looking before this
+        // task ran does not take a child about to start for a stopped one.
+        let (state, detail) = if spec.autostart {
+            (ChildState::Starting, String::new())
+        } else {
+            (ChildState::Stopped, AUTOSTART_OFF.to_owned())
+        };
         let initial = ChildRecord {
             id: spec.id.clone(),
-            state: ChildState::Stopped,
+            state,
             pid: None,
             generation: 0,
             restart_count: 0,
             last_exit: None,
+            last_failure: None,
+            waiting_for: Vec::new(),
             backoff_until: None,
             budget: RestartTracker::default().status(&spec.restart_budget, Instant::now()),
             since: now,
-            detail: String::new(),
+            detail: detail.clone(),
             spec: Arc::clone(&spec),
         };
         let (record, receiver) = watch::channel(initial);
@@ -113,8 +135,9 @@ impl ChildTask {
             generation: 0,
             restart_count: 0,
             last_exit: None,
+            last_failure: None,
             tracker: RestartTracker::default(),
-            detail: String::new(),
+            detail,
             since: now,
         };
         (task, receiver)
@@ -125,7 +148,7 @@ impl ChildTask {
         if self.spec.autostart {
             self.start();
         } else {
-            self.detail = "autostart = false: waiting for resume or restart".to_owned();
+            self.detail = AUTOSTART_OFF.to_owned();
             self.set_phase(Phase::Stopped);
         }
         loop {
@@ -143,7 +166,7 @@ impl ChildTask {
                         return;
                     }
                 }
-                wake = next_wake(&mut self.phase, &self.spec, &self.ctx, self.tracker.attempts()) => {
+                wake = next_wake(&mut self.phase, &self.spec, self.tracker.attempts()) => {
                     self.on_wake(wake);
                 }
             }
@@ -179,9 +202,16 @@ impl ChildTask {
                     self.spawn_outcome("resumed")
                 }
                 Phase::Backoff { .. } => Ok("already running (restart scheduled)".to_owned()),
-                Phase::Up { .. } | Phase::WaitingForDependencies => {
-                    Ok("already running".to_owned())
+                // A blocked child waits again, with a fresh start_timeout.
+                Phase::WaitingForDependencies(ref wait) if wait.blocked => {
+                    self.emit(EventKind::ChildResumed);
+                    self.start();
+                    self.spawn_outcome("resumed")
                 }
+                Phase::WaitingForDependencies(_) => {
+                    Ok("already starting (waiting for dependencies)".to_owned())
+                }
+                Phase::Up { .. } => Ok("already running".to_owned()),
             },
             Op::Quarantine => {
                 if matches!(self.phase, Phase::Quarantined) {
@@ -216,7 +246,7 @@ impl ChildTask {
                 self.generation,
                 process.pid()
             )),
-            Phase::WaitingForDependencies => Ok(format!("{done}; waiting for dependencies")),
+            Phase::WaitingForDependencies(_) => Ok(format!("{done}; waiting for dependencies")),
             _ => Err(ControlError::SpawnFailed {
                 id: self.spec.id.clone(),
                 message: self.detail.clone(),
@@ -226,7 +256,11 @@ impl ChildTask {
 
     fn on_wake(&mut self, wake: Wake) {
         match wake {
-            Wake::DependenciesReady => self.spawn(),
+            Wake::DependenciesChanged => {
+                self.ctx.dependency_wakeups.fetch_add(1, Ordering::Relaxed);
+                self.check_dependencies();
+            }
+            Wake::StartTimedOut => self.block(),
             Wake::BackoffElapsed => {
                 self.restart_count += 1;
                 self.start();
@@ -252,28 +286,69 @@ impl ChildTask {
                     return;
                 };
                 self.exited(&process, exit);
-                self.apply_policy(exit);
+                if !exit.is_success(&self.spec.success_codes) {
+                    self.last_failure = Some(Failure::Exit(exit));
+                }
+                self.apply_policy(Failure::Exit(exit));
             }
         }
     }
 
     /// Starts the child now, or once its dependencies are RUNNING.
     fn start(&mut self) {
-        let pending = self.ctx.pending_dependencies(&self.spec.depends_on);
-        if pending.is_empty() {
+        let mut wait =
+            DependencyWait::new(&self.ctx, &self.spec.depends_on, self.spec.start_timeout);
+        if wait.evaluate().is_empty() {
             self.spawn();
-        } else {
-            self.detail = format!(
-                "waiting for {}",
-                pending
-                    .iter()
-                    .map(|id| id.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-            self.set_phase(Phase::WaitingForDependencies);
-            self.emit(EventKind::WaitingForDependencies { pending });
+            return;
         }
+        let pending = wait.pending().iter().map(|p| p.id.clone()).collect();
+        let unavailable = wait.newly_unavailable();
+        self.detail = wait.describe(self.spec.start_timeout);
+        self.set_phase(Phase::WaitingForDependencies(wait));
+        self.emit(EventKind::WaitingForDependencies { pending });
+        for dependency in unavailable {
+            self.emit(EventKind::DependencyUnavailable { dependency });
+        }
+    }
+
+    /// A dependency's record changed: spawn if they are all RUNNING now,
+    /// else say what is still awaited and announce what cannot come up.
+    fn check_dependencies(&mut self) {
+        let Phase::WaitingForDependencies(wait) = &mut self.phase else {
+            return;
+        };
+        if wait.evaluate().is_empty() {
+            self.spawn();
+            return;
+        }
+        let unavailable = wait.newly_unavailable();
+        let detail = wait.describe(self.spec.start_timeout);
+        if detail != self.detail {
+            self.detail = detail;
+            self.touch();
+        }
+        for dependency in unavailable {
+            self.emit(EventKind::DependencyUnavailable { dependency });
+        }
+    }
+
+    /// `start_timeout` passed while waiting: BLOCKED, still waiting.
+    fn block(&mut self) {
+        let Phase::WaitingForDependencies(wait) = &mut self.phase else {
+            return;
+        };
+        if wait.evaluate().is_empty() {
+            self.spawn();
+            return;
+        }
+        wait.blocked = true;
+        let waited = wait.started.elapsed();
+        let pending = wait.pending().to_vec();
+        self.detail = wait.describe(self.spec.start_timeout);
+        self.since = SystemTime::now();
+        self.touch();
+        self.emit(EventKind::ChildBlocked { waited, pending });
     }
 
     fn spawn(&mut self) {
@@ -298,23 +373,26 @@ impl ChildTask {
                 }
             }
             Err(error) => {
-                self.detail = format!("spawn of {:?} failed: {error}", self.spec.command[0]);
+                // No exit is made up: the failure is recorded as what it
+                // is, and the policy backs off and eventually quarantines
+                // as for a failed run.
+                self.detail = error.to_string();
+                self.last_failure = Some(Failure::Spawn(error.clone()));
+                self.touch();
                 self.emit(EventKind::SpawnFailed {
                     generation: self.generation,
-                    error: error.to_string(),
+                    error: error.clone(),
                 });
-                // Treated like a process that could not run (the shell's
-                // 127), so the policy backs off and eventually quarantines.
-                self.last_exit = Some(Exit::Code(127));
-                self.apply_policy(Exit::Code(127));
+                self.apply_policy(Failure::Spawn(error));
             }
         }
     }
 
-    fn apply_policy(&mut self, exit: Exit) {
+    /// What follows a run that ended on its own (`ended`: how).
+    fn apply_policy(&mut self, ended: Failure) {
         match self
             .tracker
-            .on_exit(&self.spec, exit, Instant::now(), fastrand::f64())
+            .on_end(&self.spec, &ended, Instant::now(), fastrand::f64())
         {
             Decision::Restart { attempt, delay } => {
                 let until = Instant::now() + delay;
@@ -326,7 +404,11 @@ impl ChildTask {
             }
             Decision::Stop => self.set_phase(Phase::Stopped),
             Decision::Quarantine { restarts, window } => {
-                self.quarantine(QuarantineReason::BudgetExhausted { restarts, window });
+                self.quarantine(QuarantineReason::BudgetExhausted {
+                    restarts,
+                    window,
+                    after: ended,
+                });
             }
         }
     }
@@ -392,9 +474,18 @@ impl ChildTask {
 
     /// Publishes the current record for readers and dependents.
     fn touch(&mut self) {
+        let mut waiting_for = Vec::new();
         let (state, pid, backoff_until) = match &self.phase {
             _ if self.stopping => (ChildState::Stopping, self.pid(), None),
-            Phase::WaitingForDependencies => (ChildState::Starting, None, None),
+            Phase::WaitingForDependencies(wait) => {
+                waiting_for = wait.pending().to_vec();
+                let state = if wait.blocked {
+                    ChildState::Blocked
+                } else {
+                    ChildState::Starting
+                };
+                (state, None, None)
+            }
             Phase::Up { process, ready } => (
                 if *ready {
                     ChildState::Running
@@ -416,6 +507,8 @@ impl ChildTask {
             generation: self.generation,
             restart_count: self.restart_count,
             last_exit: self.last_exit,
+            last_failure: self.last_failure.clone(),
+            waiting_for,
             backoff_until,
             budget: self
                 .tracker
@@ -438,11 +531,15 @@ impl ChildTask {
 
 /// Waits for whatever the current phase is waiting for. Phases with nothing
 /// to wait for never wake.
-async fn next_wake(phase: &mut Phase, spec: &ChildSpec, ctx: &Context, attempts: u32) -> Wake {
+async fn next_wake(phase: &mut Phase, spec: &ChildSpec, attempts: u32) -> Wake {
     match phase {
-        Phase::WaitingForDependencies => {
-            ctx.dependencies_running(&spec.depends_on).await;
-            Wake::DependenciesReady
+        Phase::WaitingForDependencies(wait) => {
+            let deadline = tokio::time::Instant::from_std(wait.deadline);
+            let blocked = wait.blocked;
+            tokio::select! {
+                () = wait.changed() => Wake::DependenciesChanged,
+                () = sleep_until(deadline), if !blocked => Wake::StartTimedOut,
+            }
         }
         Phase::Up { process, ready } => {
             let started = tokio::time::Instant::from_std(process.started);

@@ -3,6 +3,7 @@
 
 mod capture;
 mod child;
+mod dependencies;
 mod policy;
 mod process;
 mod topology;
@@ -18,16 +19,14 @@ use tokio_util::sync::CancellationToken;
 
 pub use capture::MAX_LINE_BYTES;
 pub use policy::backoff_delay;
-pub use topology::{ChildSet, SetError};
+pub use topology::{ChildSet, SetError, SetWarning};
 
 use crate::control::{
     Command, CommandMeta, CommandReport, CommandRequest, ControlError, ControlPlane, StateSnapshot,
     TargetInfo,
 };
 use crate::journal::{EventJournal, LogJournal};
-use crate::model::{
-    ChildId, ChildRecord, ChildSpec, ChildState, CommandKind, Event, EventKind, SpecError,
-};
+use crate::model::{ChildId, ChildRecord, ChildSpec, CommandKind, Event, EventKind, SpecError};
 use child::{ChildTask, Envelope, Op};
 
 /// What the engine needs besides its children.
@@ -89,8 +88,12 @@ pub(crate) struct Context {
     events: EventJournal,
     logs: LogJournal,
     registry: RwLock<Registry>,
-    /// Bumped on every record change; dependents wait on it.
-    state_generation: watch::Sender<u64>,
+    /// Bumped on every record change, reported in snapshots. Nothing
+    /// waits on it: a waiting dependent watches its dependencies' records.
+    state_generation: AtomicU64,
+    /// How often a child waiting for dependencies was woken by a change of
+    /// one of them (see [`Supervisor::dependency_wakeups`]).
+    dependency_wakeups: AtomicU64,
     shutting_down: AtomicBool,
     /// Serializes tree-wide operations (add, remove, shutdown) against each
     /// other; child commands only take their child's queue.
@@ -111,36 +114,7 @@ impl Context {
     }
 
     fn state_changed(&self) {
-        self.state_generation
-            .send_modify(|generation| *generation += 1);
-    }
-
-    /// Dependencies of a child that are not RUNNING yet.
-    fn pending_dependencies(&self, deps: &[ChildId]) -> Vec<ChildId> {
-        let registry = self.read();
-        deps.iter()
-            .filter(|dep| {
-                registry
-                    .children
-                    .get(*dep)
-                    .is_some_and(|h| h.record.borrow().state != ChildState::Running)
-            })
-            .cloned()
-            .collect()
-    }
-
-    /// Resolves once every dependency is RUNNING.
-    async fn dependencies_running(&self, deps: &[ChildId]) {
-        let mut changes = self.state_generation.subscribe();
-        loop {
-            changes.borrow_and_update();
-            if self.pending_dependencies(deps).is_empty() {
-                return;
-            }
-            if changes.changed().await.is_err() {
-                return std::future::pending().await;
-            }
-        }
+        self.state_generation.fetch_add(1, Ordering::AcqRel);
     }
 }
 
@@ -173,7 +147,8 @@ impl Supervisor {
             events: EventJournal::new(config.events_capacity),
             logs: LogJournal::new(config.logs_capacity),
             registry: RwLock::new(Registry::default()),
-            state_generation: watch::channel(0).0,
+            state_generation: AtomicU64::new(0),
+            dependency_wakeups: AtomicU64::new(0),
             shutting_down: AtomicBool::new(false),
             tree_lock: Mutex::new(()),
             terminated: CancellationToken::new(),
@@ -344,14 +319,18 @@ impl Supervisor {
             .map(|(outcome, record)| (outcome, Some(record)))
     }
 
-    /// Stops every child, dependents before their dependencies, ties in
-    /// reverse declaration order; each child gets its own stop timeout.
+    /// Stops every child, dependents before their dependencies: level by
+    /// level (first the children nothing depends on, then those only they
+    /// depended on, ...), all children of a level at once. A level takes as
+    /// long as its slowest stop (at most its largest `stop_timeout`), so the
+    /// whole tree stops within the sum of those over the levels, not the
+    /// sum over every child.
     async fn shutdown_tree(&self) -> Result<String, ControlError> {
         let _tree = self.ctx.tree_lock.lock().await;
         self.ctx
             .events
             .publish(Event::tree(EventKind::ShutdownStarted));
-        let order: Vec<ChildId> = {
+        let levels = {
             let registry = self.ctx.read();
             let specs: Vec<ChildSpec> = registry
                 .order
@@ -359,19 +338,18 @@ impl Supervisor {
                 .filter_map(|id| registry.children.get(id))
                 .map(|h| (*h.record.borrow().spec).clone())
                 .collect();
-            topology::start_order(&specs)
-                .into_iter()
-                .rev()
-                .map(|i| specs[i].id.clone())
-                .collect()
+            topology::stop_levels(&specs)
         };
-        let count = order.len();
-        for id in order {
-            let _ = self.ask(&id, Op::Shutdown).await;
-            let handle = self.ctx.write().children.remove(&id);
-            if let Some(handle) = handle {
-                let _ = handle.task.await;
-            }
+        let count: usize = levels.iter().map(Vec::len).sum();
+        for level in levels {
+            let stops = level.into_iter().map(|id| async move {
+                let _ = self.ask(&id, Op::Shutdown).await;
+                let handle = self.ctx.write().children.remove(&id);
+                if let Some(handle) = handle {
+                    let _ = handle.task.await;
+                }
+            });
+            futures_util::future::join_all(stops).await;
         }
         self.ctx.write().order.clear();
         self.ctx.state_changed();
@@ -463,6 +441,14 @@ impl Supervisor {
     pub fn is_shutting_down(&self) -> bool {
         self.ctx.shutting_down.load(Ordering::Acquire)
     }
+
+    /// How many times a child waiting for its dependencies has been woken
+    /// by a change of one of them. Only a dependency's own record changes
+    /// wake its dependents, so other children's activity leaves this
+    /// unchanged (a diagnostic, and what the tests hold the engine to).
+    pub fn dependency_wakeups(&self) -> u64 {
+        self.ctx.dependency_wakeups.load(Ordering::Relaxed)
+    }
 }
 
 impl ControlPlane for Supervisor {
@@ -471,7 +457,7 @@ impl ControlPlane for Supervisor {
     }
 
     async fn state(&self) -> StateSnapshot {
-        let state_generation = *self.ctx.state_generation.borrow();
+        let state_generation = self.ctx.state_generation.load(Ordering::Acquire);
         let children = {
             let registry = self.ctx.read();
             registry

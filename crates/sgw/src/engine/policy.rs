@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use crate::model::{Backoff, BudgetStatus, ChildSpec, Exit, RestartBudget, RestartPolicy};
+use crate::model::{Backoff, BudgetStatus, ChildSpec, Failure, RestartBudget, RestartPolicy};
 
 /// What to do after a process exited on its own.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -28,12 +28,23 @@ pub struct RestartTracker {
 }
 
 impl RestartTracker {
-    /// Decides what follows `exit`; records the restart if there is one.
-    /// `unit` is a uniform random number in [0, 1) for the jitter.
-    pub fn on_exit(&mut self, spec: &ChildSpec, exit: Exit, now: Instant, unit: f64) -> Decision {
+    /// Decides what follows a run that ended on its own (an exit, or a
+    /// spawn that failed, which `on_failure` restarts like a failed exit);
+    /// records the restart if there is one. `unit` is a uniform random
+    /// number in [0, 1) for the jitter.
+    pub fn on_end(
+        &mut self,
+        spec: &ChildSpec,
+        ended: &Failure,
+        now: Instant,
+        unit: f64,
+    ) -> Decision {
         let restart = match spec.restart {
             RestartPolicy::Always => true,
-            RestartPolicy::OnFailure => !exit.is_success(&spec.success_codes),
+            RestartPolicy::OnFailure => match ended {
+                Failure::Exit(exit) => !exit.is_success(&spec.success_codes),
+                Failure::Spawn(_) => true,
+            },
             RestartPolicy::Never => false,
         };
         if !restart {
@@ -103,7 +114,7 @@ pub fn backoff_delay(backoff: &Backoff, attempt: u32, unit: f64) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::ChildId;
+    use crate::model::{ChildId, Exit, SpawnError, SpawnStage};
 
     fn spec(policy: RestartPolicy) -> ChildSpec {
         let mut spec = ChildSpec::new(ChildId::new("t").expect("id"), vec!["true".into()]);
@@ -147,19 +158,39 @@ mod tests {
         let now = Instant::now();
         let mut t = RestartTracker::default();
         assert_eq!(
-            t.on_exit(&spec(RestartPolicy::Never), Exit::Code(1), now, 0.5),
+            t.on_end(
+                &spec(RestartPolicy::Never),
+                &Failure::Exit(Exit::Code(1)),
+                now,
+                0.5
+            ),
             Decision::Stop
         );
         assert_eq!(
-            t.on_exit(&spec(RestartPolicy::OnFailure), Exit::Code(0), now, 0.5),
+            t.on_end(
+                &spec(RestartPolicy::OnFailure),
+                &Failure::Exit(Exit::Code(0)),
+                now,
+                0.5
+            ),
             Decision::Stop
         );
         assert!(matches!(
-            t.on_exit(&spec(RestartPolicy::OnFailure), Exit::Signal(9), now, 0.5),
+            t.on_end(
+                &spec(RestartPolicy::OnFailure),
+                &Failure::Exit(Exit::Signal(9)),
+                now,
+                0.5
+            ),
             Decision::Restart { attempt: 1, .. }
         ));
         assert!(matches!(
-            t.on_exit(&spec(RestartPolicy::Always), Exit::Code(0), now, 0.5),
+            t.on_end(
+                &spec(RestartPolicy::Always),
+                &Failure::Exit(Exit::Code(0)),
+                now,
+                0.5
+            ),
             Decision::Restart { attempt: 2, .. }
         ));
     }
@@ -171,12 +202,12 @@ mod tests {
         let mut t = RestartTracker::default();
         for _ in 0..3 {
             assert!(matches!(
-                t.on_exit(&spec, Exit::Code(1), start, 0.5),
+                t.on_end(&spec, &Failure::Exit(Exit::Code(1)), start, 0.5),
                 Decision::Restart { .. }
             ));
         }
         assert_eq!(
-            t.on_exit(&spec, Exit::Code(1), start, 0.5),
+            t.on_end(&spec, &Failure::Exit(Exit::Code(1)), start, 0.5),
             Decision::Quarantine {
                 restarts: 3,
                 window: Duration::from_secs(60)
@@ -186,13 +217,32 @@ mod tests {
         let later = start + Duration::from_secs(61);
         assert_eq!(t.status(&spec.restart_budget, later).used, 0);
         assert!(matches!(
-            t.on_exit(&spec, Exit::Code(1), later, 0.5),
+            t.on_end(&spec, &Failure::Exit(Exit::Code(1)), later, 0.5),
             Decision::Restart { attempt: 4, .. }
         ));
         t.reset_backoff();
         assert!(matches!(
-            t.on_exit(&spec, Exit::Code(1), later, 0.5),
+            t.on_end(&spec, &Failure::Exit(Exit::Code(1)), later, 0.5),
             Decision::Restart { attempt: 1, .. }
         ));
+    }
+
+    #[test]
+    fn spawn_failures_restart_unless_never() {
+        let now = Instant::now();
+        let failed = Failure::Spawn(SpawnError {
+            stage: SpawnStage::Exec,
+            path: "/nope".into(),
+            message: "No such file or directory".into(),
+        });
+        let mut t = RestartTracker::default();
+        assert!(matches!(
+            t.on_end(&spec(RestartPolicy::OnFailure), &failed, now, 0.5),
+            Decision::Restart { attempt: 1, .. }
+        ));
+        assert_eq!(
+            t.on_end(&spec(RestartPolicy::Never), &failed, now, 0.5),
+            Decision::Stop
+        );
     }
 }

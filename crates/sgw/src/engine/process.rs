@@ -1,7 +1,10 @@
 //! One spawned process: its own process group, a parent-death signal, its
 //! output captured, and a stop that escalates to SIGKILL for the whole group.
 
+use std::ffi::CString;
 use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -11,7 +14,7 @@ use tokio::process::{Child, Command};
 
 use super::capture::capture;
 use crate::journal::LogJournal;
-use crate::model::{ChildSpec, Exit, LogStream, StopSignal};
+use crate::model::{ChildSpec, Exit, LogStream, SpawnError, SpawnStage, StopSignal};
 
 /// systemd's socket-activation variables: they describe the supervisor's
 /// inherited listener, never a child's.
@@ -36,11 +39,20 @@ pub struct Stopped {
 }
 
 impl Process {
-    pub fn spawn(spec: &ChildSpec, generation: u64, logs: &LogJournal) -> io::Result<Process> {
-        let (program, args) = spec
-            .command
-            .split_first()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty command"))?;
+    /// Spawns the child's command. A failure says which step failed and on
+    /// what path: `chdir` (the `cwd`) or `exec` (the program).
+    pub fn spawn(
+        spec: &ChildSpec,
+        generation: u64,
+        logs: &LogJournal,
+    ) -> Result<Process, SpawnError> {
+        let Some((program, args)) = spec.command.split_first() else {
+            return Err(SpawnError {
+                stage: SpawnStage::Exec,
+                path: PathBuf::new(),
+                message: "empty command".to_owned(),
+            });
+        };
         let mut command = Command::new(program);
         command
             .args(args)
@@ -55,14 +67,18 @@ impl Process {
         for name in SOCKET_ACTIVATION_VARS {
             command.env_remove(name);
         }
-        if let Some(cwd) = &spec.cwd {
-            command.current_dir(cwd);
-        }
         die_with_parent(&mut command);
-        let mut child = command.spawn()?;
-        let pid = child
-            .id()
-            .ok_or_else(|| io::Error::other("process exited before its pid was read"))?;
+        if let Some(cwd) = &spec.cwd {
+            change_dir(&mut command, cwd)?;
+        }
+        let mut child = command
+            .spawn()
+            .map_err(|error| spawn_error(&error, program, spec.cwd.as_deref()))?;
+        let pid = child.id().ok_or_else(|| SpawnError {
+            stage: SpawnStage::Exec,
+            path: PathBuf::from(program),
+            message: "the process exited before its pid was read".to_owned(),
+        })?;
         if let Some(stdout) = child.stdout.take() {
             let logs = logs.clone();
             tokio::spawn(capture(
@@ -99,30 +115,57 @@ impl Process {
     /// Waits for the process to exit on its own. Cancel-safe. Whatever the
     /// process left behind in its group is killed: no orphans.
     pub async fn wait(&mut self) -> Exit {
+        let exit = self.reap().await;
+        self.signal_group(Signal::SIGKILL);
+        exit
+    }
+
+    /// Waits for the leader's exit status, leaving the rest of the group
+    /// alone. Cancel-safe.
+    async fn reap(&mut self) -> Exit {
         let exit = match self.child.wait().await {
             Ok(status) => Exit::from_status(status),
             // Only possible if the process was reaped behind our back.
             Err(_) => Exit::Code(-1),
         };
         self.reaped = true;
-        self.signal_group(Signal::SIGKILL);
         exit
     }
 
-    /// Sends `signal` to the group, waits up to `timeout`, then SIGKILLs
-    /// the group and waits for the exit.
+    /// Sends `signal` to the whole group and gives the whole group
+    /// `timeout` to exit: a worker that needs its grace gets it even when
+    /// its parent (the group leader) exits at once. Whatever is left at the
+    /// deadline is SIGKILLed.
     pub async fn stop(&mut self, signal: StopSignal, timeout: Duration) -> Stopped {
+        let deadline = tokio::time::Instant::now() + timeout;
         self.signal_group(signal.0);
-        if let Ok(exit) = tokio::time::timeout(timeout, self.wait()).await {
+        let Ok(exit) = tokio::time::timeout_at(deadline, self.reap()).await else {
+            self.signal_group(Signal::SIGKILL);
             return Stopped {
-                exit,
-                escalated: false,
+                exit: self.reap().await,
+                escalated: true,
             };
+        };
+        let emptied = tokio::time::timeout_at(deadline, self.group_emptied())
+            .await
+            .is_ok();
+        if !emptied {
+            self.signal_group(Signal::SIGKILL);
         }
-        self.signal_group(Signal::SIGKILL);
         Stopped {
-            exit: self.wait().await,
-            escalated: true,
+            exit,
+            escalated: !emptied,
+        }
+    }
+
+    /// Resolves once no live process is left in the group. The kernel
+    /// offers no event for that (cgroups do), so this polls `/proc`, only
+    /// during a stop's grace period. Zombies count as gone: an orphan that
+    /// exited is waiting for whoever adopted it, not for us.
+    async fn group_emptied(&self) {
+        const POLL: Duration = Duration::from_millis(10);
+        while group_has_live_members(self.pid) {
+            tokio::time::sleep(POLL).await;
         }
     }
 
@@ -142,6 +185,86 @@ impl Drop for Process {
         if !self.reaped {
             self.signal_group(Signal::SIGKILL);
         }
+    }
+}
+
+/// Whether any process but a zombie has process group `pgid`, read from
+/// `/proc/*/stat` (fields 3 and 5, after the parenthesized name). Without
+/// `/proc`, falls back to `kill(-pgid, 0)`.
+fn group_has_live_members(pgid: u32) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return i32::try_from(pgid).is_ok_and(|g| killpg(Pid::from_raw(g), None).is_ok());
+    };
+    entries.flatten().any(|entry| {
+        let is_pid = entry
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()));
+        if !is_pid {
+            return false;
+        }
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            return false;
+        };
+        let Some(after_name) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+            return false;
+        };
+        let mut fields = after_name.split_whitespace();
+        let state = fields.next();
+        let group = fields.nth(1).and_then(|g| g.parse::<u32>().ok());
+        group == Some(pgid) && state != Some("Z")
+    })
+}
+
+/// Marks an error of the `chdir` the child makes before `exec`. std hands
+/// the raw OS code a `pre_exec` step fails with back to `spawn` unchanged
+/// (it is how exec errors come back too), so a step tags its errno to say
+/// which step failed; real errno values are far below the tag.
+const CHDIR_TAG: i32 = 0x0001_0000;
+const TAG_MASK: i32 = 0x7fff_0000;
+
+/// Changes to `cwd` in the child, before `exec`, with its errors tagged as
+/// `chdir` errors (std's `current_dir` reports them exactly like a missing
+/// program).
+#[allow(unsafe_code)]
+fn change_dir(command: &mut Command, cwd: &Path) -> Result<(), SpawnError> {
+    let path = CString::new(cwd.as_os_str().as_bytes()).map_err(|_| SpawnError {
+        stage: SpawnStage::Chdir,
+        path: cwd.to_owned(),
+        message: "the path contains a NUL byte".to_owned(),
+    })?;
+    // SAFETY: the closure runs in the forked child before exec. It makes
+    // one async-signal-safe system call (chdir) on a string allocated
+    // before the fork, and does not allocate, even on its error path.
+    unsafe {
+        command.pre_exec(move || {
+            nix::unistd::chdir(path.as_c_str())
+                .map_err(|errno| io::Error::from_raw_os_error(CHDIR_TAG | errno as i32))
+        });
+    }
+    Ok(())
+}
+
+/// What a failed `spawn` means: a tagged error is the step's, anything else
+/// is exec's (or the fork's, which std does not tell apart).
+fn spawn_error(error: &io::Error, program: &str, cwd: Option<&Path>) -> SpawnError {
+    let describe = |code: i32| nix::errno::Errno::from_raw(code).desc().to_owned();
+    match error.raw_os_error() {
+        Some(raw) if raw & TAG_MASK == CHDIR_TAG => SpawnError {
+            stage: SpawnStage::Chdir,
+            path: cwd.map(Path::to_owned).unwrap_or_default(),
+            message: describe(raw & !TAG_MASK),
+        },
+        Some(code) => SpawnError {
+            stage: SpawnStage::Exec,
+            path: PathBuf::from(program),
+            message: describe(code),
+        },
+        None => SpawnError {
+            stage: SpawnStage::Exec,
+            path: PathBuf::from(program),
+            message: error.to_string(),
+        },
     }
 }
 

@@ -18,6 +18,13 @@ pub struct SetError {
     pub error: SpecError,
 }
 
+/// Something legal but probably not meant, at the child at `index`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetWarning {
+    pub index: usize,
+    pub warning: SpecError,
+}
+
 impl ChildSet {
     pub fn new(specs: Vec<ChildSpec>) -> Result<Self, SetError> {
         let mut index_of = HashMap::new();
@@ -62,6 +69,31 @@ impl ChildSet {
         &self.specs
     }
 
+    /// Dependencies on `autostart = false` children: the dependent waits
+    /// until someone resumes or restarts them, and is BLOCKED after its
+    /// `start_timeout`.
+    pub fn warnings(&self) -> Vec<SetWarning> {
+        let mut warnings = Vec::new();
+        for (index, spec) in self.specs.iter().enumerate() {
+            for dep in &spec.depends_on {
+                if self.specs.iter().any(|s| &s.id == dep && !s.autostart) {
+                    warnings.push(SetWarning {
+                        index,
+                        warning: SpecError::new(
+                            "depends_on",
+                            format!(
+                                "{dep} has autostart = false: {} waits until {dep} is resumed or restarted (and is reported blocked after start_timeout {})",
+                                spec.id,
+                                humantime::format_duration(spec.start_timeout)
+                            ),
+                        ),
+                    });
+                }
+            }
+        }
+        warnings
+    }
+
     pub fn into_specs(self) -> Vec<ChildSpec> {
         self.specs
     }
@@ -95,6 +127,28 @@ pub fn start_order(specs: &[ChildSpec]) -> Vec<usize> {
     }
 }
 
+/// The ids of `specs` grouped for stopping: level 0 holds the children no
+/// other child depends on; each later level holds those whose dependents
+/// are all in earlier levels. Within a level, declaration order.
+pub fn stop_levels(specs: &[ChildSpec]) -> Vec<Vec<ChildId>> {
+    let mut level = vec![0usize; specs.len()];
+    // Dependents come after their dependencies in start order, so walking
+    // it backwards settles every dependent's level before its dependencies'.
+    for &i in start_order(specs).iter().rev() {
+        for dep in &specs[i].depends_on {
+            if let Some(j) = specs.iter().position(|s| &s.id == dep) {
+                level[j] = level[j].max(level[i] + 1);
+            }
+        }
+    }
+    let depth = level.iter().max().map_or(0, |max| max + 1);
+    let mut levels = vec![Vec::new(); depth];
+    for (spec, &l) in specs.iter().zip(&level) {
+        levels[l].push(spec.id.clone());
+    }
+    levels
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,6 +167,50 @@ mod tests {
             .map(|i| specs[i].id.to_string())
             .collect();
         assert_eq!(order, ["db", "web", "cron"]);
+    }
+
+    /// Dependents stop in an earlier level than everything they depend on;
+    /// independent children share a level.
+    #[test]
+    fn stop_levels_put_dependents_first() {
+        let specs = vec![
+            spec("db", &[]),
+            spec("cache", &[]),
+            spec("api", &["db", "cache"]),
+            spec("web", &["api"]),
+            spec("batch", &["db"]),
+            spec("solo", &[]),
+        ];
+        let ids = |names: &[&str]| -> Vec<ChildId> {
+            names.iter().map(|n| ChildId::new(n).expect("id")).collect()
+        };
+        assert_eq!(
+            stop_levels(&specs),
+            vec![
+                ids(&["web", "batch", "solo"]),
+                ids(&["api"]),
+                ids(&["db", "cache"]),
+            ]
+        );
+        assert!(stop_levels(&[]).is_empty());
+    }
+
+    #[test]
+    fn warns_about_dependencies_that_do_not_start_by_themselves() {
+        let mut db = spec("db", &[]);
+        db.autostart = false;
+        let set = ChildSet::new(vec![db, spec("web", &["db"]), spec("cron", &[])]).expect("set");
+        let warnings = set.warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert_eq!(warnings[0].index, 1);
+        assert_eq!(warnings[0].warning.field, "depends_on");
+        assert!(
+            warnings[0]
+                .warning
+                .message
+                .contains("db has autostart = false"),
+            "{warnings:?}"
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use super::{ChildId, CommandKind, Exit, StopSignal};
+use super::{ChildId, CommandKind, Exit, Failure, PendingDependency, SpawnError, StopSignal};
 
 /// One lifecycle fact. Published to the event journal, which gives it its
 /// sequence and time.
@@ -14,8 +14,13 @@ pub struct Event {
 /// Why a child was quarantined.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum QuarantineReason {
-    /// It needed more automatic restarts than its budget allows.
-    BudgetExhausted { restarts: u32, window: Duration },
+    /// It needed more automatic restarts than its budget allows; `after`
+    /// is the end of the run that needed one too many.
+    BudgetExhausted {
+        restarts: u32,
+        window: Duration,
+        after: Failure,
+    },
     /// An operator asked for it.
     Command,
 }
@@ -23,9 +28,13 @@ pub enum QuarantineReason {
 impl std::fmt::Display for QuarantineReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            QuarantineReason::BudgetExhausted { restarts, window } => write!(
+            QuarantineReason::BudgetExhausted {
+                restarts,
+                window,
+                after,
+            } => write!(
                 f,
-                "restart budget exhausted: {restarts} restarts within {}",
+                "restart budget exhausted ({restarts} restarts within {}) after: {after}",
                 humantime::format_duration(*window)
             ),
             QuarantineReason::Command => f.write_str("quarantined by command"),
@@ -50,9 +59,22 @@ pub enum EventKind {
         generation: u64,
         pid: u32,
     },
+    /// The process could not be started (no exit: it never ran).
     SpawnFailed {
         generation: u64,
-        error: String,
+        error: SpawnError,
+    },
+    /// A dependency the child waits for will not become RUNNING without an
+    /// operator (autostart = false, stopped, paused, quarantined, blocked,
+    /// removed). Published once per dependency and status while waiting.
+    DependencyUnavailable {
+        dependency: PendingDependency,
+    },
+    /// The child waited `start_timeout` for its dependencies: it is BLOCKED
+    /// on `pending` (and still starts once they are RUNNING).
+    ChildBlocked {
+        waited: Duration,
+        pending: Vec<PendingDependency>,
     },
     ChildExited {
         generation: u64,
@@ -124,10 +146,12 @@ pub enum EventType {
     CommandCompleted,
     ShutdownStarted,
     ShutdownCompleted,
+    DependencyUnavailable,
+    ChildBlocked,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 18] = [
+    pub const ALL: [EventType; 20] = [
         EventType::ChildAdded,
         EventType::WaitingForDependencies,
         EventType::ChildStarting,
@@ -146,6 +170,8 @@ impl EventType {
         EventType::CommandCompleted,
         EventType::ShutdownStarted,
         EventType::ShutdownCompleted,
+        EventType::DependencyUnavailable,
+        EventType::ChildBlocked,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -168,6 +194,8 @@ impl EventType {
             EventType::CommandCompleted => "command_completed",
             EventType::ShutdownStarted => "shutdown_started",
             EventType::ShutdownCompleted => "shutdown_completed",
+            EventType::DependencyUnavailable => "dependency_unavailable",
+            EventType::ChildBlocked => "child_blocked",
         }
     }
 
@@ -215,16 +243,20 @@ impl EventKind {
             EventKind::CommandCompleted { .. } => EventType::CommandCompleted,
             EventKind::ShutdownStarted => EventType::ShutdownStarted,
             EventKind::ShutdownCompleted => EventType::ShutdownCompleted,
+            EventKind::DependencyUnavailable { .. } => EventType::DependencyUnavailable,
+            EventKind::ChildBlocked { .. } => EventType::ChildBlocked,
         }
     }
 
     pub fn severity(&self) -> Severity {
         match self {
-            EventKind::SpawnFailed { .. } | EventKind::ChildQuarantined { .. } => Severity::Error,
+            EventKind::SpawnFailed { .. }
+            | EventKind::ChildQuarantined { .. }
+            | EventKind::ChildBlocked { .. } => Severity::Error,
             EventKind::ChildExited { exit, .. } if *exit != Exit::Code(0) => Severity::Warning,
-            EventKind::StopEscalated { .. } | EventKind::RestartScheduled { .. } => {
-                Severity::Warning
-            }
+            EventKind::StopEscalated { .. }
+            | EventKind::RestartScheduled { .. }
+            | EventKind::DependencyUnavailable { .. } => Severity::Warning,
             EventKind::CommandCompleted {
                 error_code: Some(_),
                 ..

@@ -16,4 +16,7 @@ pub use spec::{
     Backoff, ChildSpec, Criticality, RestartBudget, RestartPolicy, SpecError, StopSignal,
     parse_duration,
 };
-pub use state::{BudgetStatus, ChildRecord, ChildState, Exit};
+pub use state::{
+    BudgetStatus, ChildRecord, ChildState, DependencyStatus, Exit, Failure, PendingDependency,
+    SpawnError, SpawnStage,
+};

@@ -170,6 +170,13 @@ fn default_stop_timeout() -> Duration {
     Duration::from_secs(10)
 }
 
+fn default_start_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+
+/// The shortest `backoff.initial`: below it a crash loop is a busy loop.
+pub const MIN_BACKOFF: Duration = Duration::from_millis(1);
+
 fn default_true() -> bool {
     true
 }
@@ -215,6 +222,10 @@ pub struct ChildSpec {
     /// before its dependents start). Zero: RUNNING as soon as it is spawned.
     #[serde(default, deserialize_with = "duration")]
     pub ready_after: Duration,
+    /// How long the child may wait for its dependencies before it is
+    /// reported BLOCKED (it keeps waiting, and starts once they are up).
+    #[serde(default = "default_start_timeout", deserialize_with = "duration")]
+    pub start_timeout: Duration,
     /// Exit codes that count as success for `restart = "on_failure"`.
     #[serde(default = "default_success_codes")]
     pub success_codes: Vec<i32>,
@@ -255,6 +266,7 @@ impl ChildSpec {
             tags: Vec::new(),
             autostart: true,
             ready_after: Duration::ZERO,
+            start_timeout: default_start_timeout(),
             success_codes: default_success_codes(),
         }
     }
@@ -274,10 +286,14 @@ impl ChildSpec {
             return Err(SpecError::new("command", "must not contain NUL bytes"));
         }
         let b = &self.backoff;
-        if b.initial.is_zero() {
+        if b.initial < MIN_BACKOFF {
             return Err(SpecError::new(
                 "backoff.initial",
-                "must be greater than zero",
+                format!(
+                    "must be at least {} (got {})",
+                    humantime::format_duration(MIN_BACKOFF),
+                    humantime::format_duration(b.initial)
+                ),
             ));
         }
         if b.max < b.initial {
@@ -306,6 +322,9 @@ impl ChildSpec {
                 "restart_budget.window",
                 "must be greater than zero",
             ));
+        }
+        if self.start_timeout.is_zero() {
+            return Err(SpecError::new("start_timeout", "must be greater than zero"));
         }
         if self.depends_on.contains(&self.id) {
             return Err(SpecError::new(
@@ -368,6 +387,16 @@ mod tests {
         assert_eq!(
             spec.validate().map_err(|e| e.field),
             Err("backoff.max".to_owned())
+        );
+        spec.backoff.initial = Duration::from_micros(500);
+        let error = spec.validate().expect_err("backoff under 1ms");
+        assert_eq!(error.field, "backoff.initial");
+        assert!(error.message.contains("at least 1ms"), "{error}");
+        spec.backoff.initial = Duration::from_millis(1);
+        spec.start_timeout = Duration::ZERO;
+        assert_eq!(
+            spec.validate().map_err(|e| e.field),
+            Err("start_timeout".to_owned())
         );
         let mut spec = ChildSpec::new(id.clone(), vec![]);
         assert_eq!(

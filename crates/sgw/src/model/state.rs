@@ -1,4 +1,5 @@
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -24,6 +25,10 @@ pub enum ChildState {
     /// Stopped because it kept failing (or by a command); no automatic
     /// restarts until resume or restart.
     Quarantined,
+    /// Waited for its dependencies longer than `start_timeout`. Still
+    /// waiting: it starts as soon as they are RUNNING; the record's
+    /// `waiting_for` and detail say which are not, and why.
+    Blocked,
 }
 
 impl ChildState {
@@ -36,6 +41,7 @@ impl ChildState {
             ChildState::Stopped => "stopped",
             ChildState::Paused => "paused",
             ChildState::Quarantined => "quarantined",
+            ChildState::Blocked => "blocked",
         }
     }
 
@@ -90,6 +96,131 @@ impl fmt::Display for Exit {
     }
 }
 
+/// The step of starting a process that failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SpawnStage {
+    /// Changing to the child's `cwd` (systemd's `200/CHDIR`).
+    Chdir,
+    /// Executing the program: not found, not executable, a bad interpreter
+    /// (systemd's `203/EXEC`). Resource failures of the fork itself
+    /// (`EAGAIN`, `EMFILE`) cannot be told apart from these and are
+    /// reported here too.
+    Exec,
+}
+
+impl SpawnStage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SpawnStage::Chdir => "chdir",
+            SpawnStage::Exec => "exec",
+        }
+    }
+}
+
+impl fmt::Display for SpawnStage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A process that could not be started: which step failed, on what path,
+/// and the operating system's words. Displays as
+/// `exec: /usr/bin/foo: No such file or directory`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpawnError {
+    pub stage: SpawnStage,
+    /// What the step acted on: the `cwd` for `chdir`, the program (as
+    /// written in `command`) for `exec`.
+    pub path: PathBuf,
+    /// The error, e.g. `No such file or directory`.
+    pub message: String,
+}
+
+impl fmt::Display for SpawnError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: {}: {}",
+            self.stage,
+            self.path.display(),
+            self.message
+        )
+    }
+}
+
+/// How a run of a child ended without anyone asking it to: its process
+/// exited on its own, or it never ran. No exit code is made up for a
+/// process that never existed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// The process ran and exited (or was killed) on its own.
+    Exit(Exit),
+    /// The process could not be started.
+    Spawn(SpawnError),
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Exit(exit) => exit.fmt(f),
+            Failure::Spawn(error) => error.fmt(f),
+        }
+    }
+}
+
+/// Why a dependency is not RUNNING, as a dependent waiting for it sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DependencyStatus {
+    /// Its current state (never RUNNING here).
+    State(ChildState),
+    /// It was never started because of `autostart = false`.
+    AutostartOff,
+    /// It is no longer supervised.
+    Removed,
+}
+
+impl DependencyStatus {
+    /// Whether it can become RUNNING without an operator: false for a
+    /// dependency that is stopped, paused, quarantined, blocked itself,
+    /// never started (`autostart = false`) or removed.
+    pub fn can_become_ready(self) -> bool {
+        match self {
+            DependencyStatus::State(state) => matches!(
+                state,
+                ChildState::Starting
+                    | ChildState::Running
+                    | ChildState::Backoff
+                    | ChildState::Stopping
+            ),
+            DependencyStatus::AutostartOff | DependencyStatus::Removed => false,
+        }
+    }
+}
+
+impl fmt::Display for DependencyStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DependencyStatus::State(state) => state.fmt(f),
+            DependencyStatus::AutostartOff => f.write_str("autostart = false"),
+            DependencyStatus::Removed => f.write_str("removed"),
+        }
+    }
+}
+
+/// A dependency a child is waiting for, and why it is not RUNNING.
+/// Displays as `db: autostart = false`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingDependency {
+    pub id: ChildId,
+    pub status: DependencyStatus,
+}
+
+impl fmt::Display for PendingDependency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.id, self.status)
+    }
+}
+
 /// Restart budget use at the moment of a snapshot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BudgetStatus {
@@ -120,14 +251,23 @@ pub struct ChildRecord {
     pub generation: u64,
     /// Automatic and commanded restarts since the child was added.
     pub restart_count: u64,
+    /// How the last process ended (a real process: a spawn failure has
+    /// no exit).
     pub last_exit: Option<Exit>,
+    /// The last run that failed: a spawn error, or a process that exited
+    /// on its own with a status outside `success_codes`. Kept after
+    /// quarantine, restarts and later successes, as history.
+    pub last_failure: Option<Failure>,
+    /// The dependencies it is waiting for (state STARTING before a spawn,
+    /// or BLOCKED), with why each is not RUNNING; empty otherwise.
+    pub waiting_for: Vec<PendingDependency>,
     /// When the scheduled automatic restart fires (state BACKOFF).
     pub backoff_until: Option<SystemTime>,
     pub budget: BudgetStatus,
     /// When the child entered its current state.
     pub since: SystemTime,
-    /// Human-readable why: the quarantine reason, the dependencies awaited,
-    /// the spawn error.
+    /// Human-readable why: the quarantine reason (with the failure that
+    /// ended the budget), the dependencies awaited and why, the spawn error.
     pub detail: String,
     pub spec: Arc<ChildSpec>,
 }

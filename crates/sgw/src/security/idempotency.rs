@@ -15,7 +15,8 @@ pub type Outcome = Result<CommandReport, ControlError>;
 
 enum State {
     InFlight(watch::Receiver<Option<Outcome>>),
-    Done(Outcome),
+    /// Boxed: an outcome carries a whole child record.
+    Done(Box<Outcome>),
 }
 
 struct Entry {
@@ -30,8 +31,9 @@ type Key = (u32, String);
 pub enum Claim {
     /// First time: run it, then call [`Ticket::finish`].
     Fresh(Ticket),
-    /// Seen before with the same payload: this was the answer.
-    Replay(Outcome),
+    /// Seen before with the same payload: this was the answer (boxed: it
+    /// carries a whole child record).
+    Replay(Box<Outcome>),
     /// Seen before with a different payload.
     Conflict,
 }
@@ -134,7 +136,7 @@ impl Idempotency {
         // A duplicate arrived while the first is running: wait for it.
         loop {
             if let Some(outcome) = waiting.borrow_and_update().clone() {
-                return Claim::Replay(outcome);
+                return Claim::Replay(Box::new(outcome));
             }
             if waiting.changed().await.is_err() {
                 // The first attempt was abandoned before finishing; commands
@@ -149,7 +151,7 @@ impl Idempotency {
     pub fn finish(&self, ticket: Ticket, outcome: &Outcome) {
         let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(entry) = inner.entries.get_mut(&ticket.key) {
-            entry.state = State::Done(outcome.clone());
+            entry.state = State::Done(Box::new(outcome.clone()));
         }
         let _ = ticket.done.send(Some(outcome.clone()));
     }

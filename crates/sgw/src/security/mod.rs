@@ -264,6 +264,7 @@ impl Security {
             match self.idempotency.claim(peer.uid, &request).await {
                 Claim::Fresh(ticket) => Some(ticket),
                 Claim::Replay(outcome) => {
+                    let outcome = *outcome;
                     let code = outcome.as_ref().map_or_else(ControlError::code, |_| "ok");
                     let _ = self.audit.write(base("replay", code)).await;
                     return outcome.map(|report| (report, true));

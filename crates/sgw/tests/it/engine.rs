@@ -11,7 +11,7 @@ use supervisor_gateway::control::{
 use supervisor_gateway::engine::{EngineConfig, Supervisor};
 use supervisor_gateway::journal::{Item, Start};
 use supervisor_gateway::model::{
-    ChildState, EventKind, Exit, LogLine, QuarantineReason, RestartPolicy,
+    ChildState, EventKind, Exit, Failure, LogLine, QuarantineReason, RestartPolicy,
 };
 use support::*;
 
@@ -75,7 +75,8 @@ async fn crash_loop_backs_off_then_quarantines() {
             *reason,
             QuarantineReason::BudgetExhausted {
                 restarts: 4,
-                window: Duration::from_secs(60)
+                window: Duration::from_secs(60),
+                after: Failure::Exit(Exit::Code(1)),
             }
         ),
         other => panic!("unexpected {other:?}"),
@@ -551,7 +552,7 @@ async fn missing_program_is_reported_and_quarantined() {
         is(|k| matches!(k, EventKind::ChildQuarantined { .. }), "ghost"),
     )
     .await;
-    assert!(seen.iter().any(|r| matches!(&r.body.kind, EventKind::SpawnFailed { error, .. } if error.contains("No such file"))));
+    assert!(seen.iter().any(|r| matches!(&r.body.kind, EventKind::SpawnFailed { error, .. } if error.message.contains("No such file"))));
     match run(&sup, Command::Restart(id("ghost"))).await {
         Err(error @ ControlError::SpawnFailed { .. }) => {
             assert!(error.to_string().contains("/nonexistent/program"))
@@ -649,5 +650,116 @@ async fn commands_racing_add_and_remove_never_deadlock() {
     assert!(
         joined >= 600,
         "the unknown id must be reported as not found"
+    );
+}
+
+/// The whole group gets the stop grace, not just its leader: a worker that
+/// needs half a second after SIGTERM finishes cleanly although its parent
+/// shell exits at once (it used to be SIGKILLed the moment the leader was
+/// reaped).
+#[tokio::test]
+async fn stop_gives_the_whole_group_its_grace() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let marker = dir.path().join("clean-exit");
+    let worker = format!(
+        "trap 'sleep 0.5; echo clean > {}; exit 0' TERM; echo started; while :; do sleep 0.05; done",
+        marker.display()
+    );
+    // The worker says "started" once its trap is set.
+    let script = format!("sh -c \"{worker}\" & wait");
+    let mut spec = sh("grace", &script);
+    spec.stop_timeout = Duration::from_secs(10);
+    let sup = start(vec![spec]);
+    let mut logs = sup.logs().subscribe(Start::Oldest);
+    match tokio::time::timeout(PATIENCE, logs.next()).await {
+        Ok(Some(Item::Record(line))) => assert_eq!(line.body.text, "started"),
+        other => panic!("worker did not start: {other:?}"),
+    }
+    let mut events = subscribe(&sup);
+    run(&sup, Command::Pause(id("grace"))).await.expect("pause");
+    let seen = events_until(
+        &mut events,
+        "pause",
+        is(|k| matches!(k, EventKind::ChildPaused), "grace"),
+    )
+    .await;
+    assert!(
+        !seen
+            .iter()
+            .any(|r| matches!(r.body.kind, EventKind::StopEscalated { .. })),
+        "the group emptied within its grace"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&marker).expect("the worker exited cleanly"),
+        "clean\n"
+    );
+    sup.shutdown("test", "done").await.expect("shutdown");
+}
+
+/// Shutdown stops independent children at once: with four children that
+/// ignore SIGTERM, every one is signalled before the first is SIGKILLed (a
+/// serial shutdown would take four stop timeouts); dependents still stop
+/// before what they depend on.
+#[tokio::test]
+async fn shutdown_stops_a_level_concurrently() {
+    let mut specs: Vec<_> = (0..4)
+        .map(|i| {
+            let mut spec = sh(
+                &format!("stubborn-{i}"),
+                "trap '' TERM; echo ready; exec sleep 1000",
+            );
+            spec.stop_timeout = Duration::from_millis(300);
+            spec
+        })
+        .collect();
+    let mut db = sh("db", "exec sleep 1000");
+    db.stop_timeout = Duration::from_millis(300);
+    specs[0].depends_on = vec![id("db")];
+    specs.push(db);
+    let sup = start(specs);
+    let mut events = subscribe(&sup);
+    // Each has ignored SIGTERM once it says so.
+    let mut logs = sup.logs().subscribe(Start::Oldest);
+    let mut ready = 0;
+    while ready < 4 {
+        match tokio::time::timeout(PATIENCE, logs.next()).await {
+            Ok(Some(Item::Record(line))) if line.body.text == "ready" => ready += 1,
+            Ok(Some(Item::Record(_))) => {}
+            other => panic!("not ready: {other:?}"),
+        }
+    }
+    sup.shutdown("test", "done").await.expect("shutdown");
+    let seen = events_until(&mut events, "shutdown", |e| {
+        matches!(e.kind, EventKind::ShutdownCompleted)
+    })
+    .await;
+    let position = |pred: &dyn Fn(&EventKind) -> bool, child: &str| {
+        seen.iter()
+            .position(|r| {
+                r.body
+                    .child_id
+                    .as_ref()
+                    .is_some_and(|c| c.as_str() == child)
+                    && pred(&r.body.kind)
+            })
+            .unwrap_or_else(|| panic!("no such event for {child}"))
+    };
+    let stopping = |k: &EventKind| matches!(k, EventKind::ChildStopping { .. });
+    let escalated = |k: &EventKind| matches!(k, EventKind::StopEscalated { .. });
+    let last_signalled = (0..4)
+        .map(|i| position(&stopping, &format!("stubborn-{i}")))
+        .max()
+        .expect("four");
+    let first_killed = (0..4)
+        .map(|i| position(&escalated, &format!("stubborn-{i}")))
+        .min()
+        .expect("four");
+    assert!(
+        last_signalled < first_killed,
+        "the level was stopped one child at a time"
+    );
+    assert!(
+        position(&stopping, "db") > position(&escalated, "stubborn-0"),
+        "db stopped before its dependent"
     );
 }

@@ -24,6 +24,7 @@ mod grpc;
 mod hostile;
 mod journal;
 mod legacy;
+mod lifecycle;
 mod polyglot;
 mod polyglot_clients;
 mod properties;

@@ -2,9 +2,10 @@
 //! the journal ring, the legacy line codec, and the restart backoff.
 //!
 //! Each property runs a bounded number of cases (see [`CASES`]) so the whole
-//! file takes a couple of seconds in a debug build. A failing case is
-//! shrunk and saved under `tests/properties.proptest-regressions` by proptest;
-//! commit that file so the case is replayed first from then on.
+//! file takes well under a second in a debug build. A failing case is
+//! shrunk, and proptest saves its seed in a `proptest-regressions` file
+//! (the path is printed with the failure): commit it, so the case is
+//! replayed first from then on.
 
 use std::time::Duration;
 

@@ -95,6 +95,46 @@ fn exit(exit: Option<&pb::ExitStatus>) -> Value {
     Value::Object(object)
 }
 
+fn spawn_error(error: Option<&pb::SpawnError>) -> Value {
+    error.map_or(Value::Null, |e| {
+        json!({
+            "stage": name(e.stage, pb::SpawnStage::as_str_name),
+            "path": e.path,
+            "message": e.message,
+            "description": e.description,
+        })
+    })
+}
+
+/// `{"exit": {...} | null, "spawn": {...} | null, "description": "..."}`.
+fn failure(failure: Option<&pb::ChildFailure>) -> Value {
+    let Some(failure) = failure else {
+        return Value::Null;
+    };
+    let (exit_status, spawn) = match &failure.kind {
+        Some(pb::child_failure::Kind::Exit(e)) => (Some(e), None),
+        Some(pb::child_failure::Kind::Spawn(s)) => (None, Some(s)),
+        None => (None, None),
+    };
+    json!({
+        "exit": exit(exit_status),
+        "spawn": spawn_error(spawn),
+        "description": failure.description,
+    })
+}
+
+fn dependency(p: &pb::PendingDependency) -> Value {
+    json!({
+        "child_id": p.child_id,
+        "reason": p.reason,
+        "can_become_ready": p.can_become_ready,
+    })
+}
+
+fn pending(pending: &[pb::PendingDependency]) -> Value {
+    pending.iter().map(dependency).collect()
+}
+
 pub fn record(record: &pb::ChildRecord) -> Value {
     let budget = record.budget.as_ref().map_or(Value::Null, |b| {
         json!({
@@ -112,6 +152,8 @@ pub fn record(record: &pb::ChildRecord) -> Value {
         "generation": record.generation,
         "restart_count": record.restart_count,
         "last_exit": exit(record.last_exit.as_ref()),
+        "last_failure": failure(record.last_failure.as_ref()),
+        "waiting_for": pending(&record.waiting_for),
         "backoff_until": time(record.backoff_until.as_ref()),
         "budget": budget,
         "criticality": name(record.criticality, pb::Criticality::as_str_name),
@@ -153,6 +195,7 @@ pub fn spec(spec: &pb::ChildSpec) -> Value {
         "autostart": spec.autostart,
         "ready_after": duration(spec.ready_after.as_ref()),
         "success_codes": spec.success_codes,
+        "start_timeout": duration(spec.start_timeout.as_ref()),
     })
 }
 
@@ -214,7 +257,19 @@ fn detail_json(detail: &Detail) -> (&'static str, Value) {
         ),
         Detail::SpawnFailed(d) => (
             "spawn_failed",
-            json!({"generation": d.generation, "error": d.error}),
+            json!({
+                "generation": d.generation,
+                "error": d.error,
+                "spawn": spawn_error(d.spawn.as_ref()),
+            }),
+        ),
+        Detail::DependencyUnavailable(d) => (
+            "dependency_unavailable",
+            json!({"dependency": d.dependency.as_ref().map_or(Value::Null, dependency)}),
+        ),
+        Detail::ChildBlocked(d) => (
+            "child_blocked",
+            json!({"waited": duration(d.waited.as_ref()), "pending": pending(&d.pending)}),
         ),
         Detail::ChildExited(d) => (
             "child_exited",
@@ -244,7 +299,11 @@ fn detail_json(detail: &Detail) -> (&'static str, Value) {
         Detail::BackoffReset(_) => ("backoff_reset", empty()),
         Detail::ChildQuarantined(d) => (
             "child_quarantined",
-            json!({"reason": d.reason, "budget_exhausted": d.budget_exhausted}),
+            json!({
+                "reason": d.reason,
+                "budget_exhausted": d.budget_exhausted,
+                "after": failure(d.after.as_ref()),
+            }),
         ),
         Detail::ChildPaused(_) => ("child_paused", empty()),
         Detail::ChildResumed(_) => ("child_resumed", empty()),

@@ -8,8 +8,8 @@ use crate::control::{CommandMeta, CommandReport, ControlError, StateSnapshot, Ta
 use crate::journal::{Gap, GapReason, Record};
 use crate::model::{
     Backoff, BudgetStatus, ChildId, ChildRecord, ChildSpec, ChildState, CommandKind, Criticality,
-    Event, EventKind, EventType, Exit, LogLine, LogStream, QuarantineReason, RestartBudget,
-    RestartPolicy, Severity, SpecError,
+    Event, EventKind, EventType, Exit, Failure, LogLine, LogStream, PendingDependency,
+    QuarantineReason, RestartBudget, RestartPolicy, Severity, SpawnError, SpawnStage, SpecError,
 };
 use crate::pb;
 use crate::pb::event::Detail;
@@ -70,6 +70,7 @@ pub fn state(state: ChildState) -> pb::ChildState {
         ChildState::Stopped => pb::ChildState::Stopped,
         ChildState::Paused => pb::ChildState::Paused,
         ChildState::Quarantined => pb::ChildState::Quarantined,
+        ChildState::Blocked => pb::ChildState::Blocked,
     }
 }
 
@@ -96,6 +97,36 @@ pub fn exit(exit: Exit) -> pb::ExitStatus {
             Exit::Signal(signal) => pb::exit_status::Kind::Signal(signal),
         }),
         description: exit.to_string(),
+    }
+}
+
+pub fn spawn_error(error: &SpawnError) -> pb::SpawnError {
+    pb::SpawnError {
+        stage: match error.stage {
+            SpawnStage::Chdir => pb::SpawnStage::Chdir,
+            SpawnStage::Exec => pb::SpawnStage::Exec,
+        } as i32,
+        path: error.path.display().to_string(),
+        message: error.message.clone(),
+        description: error.to_string(),
+    }
+}
+
+pub fn failure(failure: &Failure) -> pb::ChildFailure {
+    pb::ChildFailure {
+        kind: Some(match failure {
+            Failure::Exit(e) => pb::child_failure::Kind::Exit(exit(*e)),
+            Failure::Spawn(error) => pb::child_failure::Kind::Spawn(spawn_error(error)),
+        }),
+        description: failure.to_string(),
+    }
+}
+
+pub fn pending_dependency(pending: &PendingDependency) -> pb::PendingDependency {
+    pb::PendingDependency {
+        child_id: pending.id.to_string(),
+        reason: pending.status.to_string(),
+        can_become_ready: pending.status.can_become_ready(),
     }
 }
 
@@ -139,6 +170,7 @@ pub fn spec(spec: &ChildSpec) -> pb::ChildSpec {
         autostart: Some(spec.autostart),
         ready_after: Some(duration(spec.ready_after)),
         success_codes: spec.success_codes.clone(),
+        start_timeout: Some(duration(spec.start_timeout)),
     }
 }
 
@@ -166,6 +198,8 @@ pub fn record(record: &ChildRecord) -> pb::ChildRecord {
         since: Some(timestamp(record.since)),
         detail: record.detail.clone(),
         spec: Some(spec(&record.spec)),
+        last_failure: record.last_failure.as_ref().map(failure),
+        waiting_for: record.waiting_for.iter().map(pending_dependency).collect(),
     }
 }
 
@@ -291,6 +325,8 @@ pub fn event_type(t: EventType) -> pb::EventType {
         EventType::CommandCompleted => P::CommandCompleted,
         EventType::ShutdownStarted => P::ShutdownStarted,
         EventType::ShutdownCompleted => P::ShutdownCompleted,
+        EventType::DependencyUnavailable => P::DependencyUnavailable,
+        EventType::ChildBlocked => P::ChildBlocked,
     }
 }
 
@@ -336,7 +372,17 @@ fn detail(kind: &EventKind) -> Detail {
         }),
         EventKind::SpawnFailed { generation, error } => Detail::SpawnFailed(pb::SpawnFailed {
             generation: *generation,
-            error: error.clone(),
+            error: error.to_string(),
+            spawn: Some(spawn_error(error)),
+        }),
+        EventKind::DependencyUnavailable { dependency } => {
+            Detail::DependencyUnavailable(pb::DependencyUnavailable {
+                dependency: Some(pending_dependency(dependency)),
+            })
+        }
+        EventKind::ChildBlocked { waited, pending } => Detail::ChildBlocked(pb::ChildBlocked {
+            waited: Some(duration(*waited)),
+            pending: pending.iter().map(pending_dependency).collect(),
         }),
         EventKind::ChildExited {
             generation,
@@ -372,6 +418,10 @@ fn detail(kind: &EventKind) -> Detail {
         EventKind::ChildQuarantined { reason } => Detail::ChildQuarantined(pb::ChildQuarantined {
             reason: reason.to_string(),
             budget_exhausted: matches!(reason, QuarantineReason::BudgetExhausted { .. }),
+            after: match reason {
+                QuarantineReason::BudgetExhausted { after, .. } => Some(failure(after)),
+                QuarantineReason::Command => None,
+            },
         }),
         EventKind::ChildPaused => Detail::ChildPaused(pb::ChildPaused {}),
         EventKind::ChildResumed => Detail::ChildResumed(pb::ChildResumed {}),
@@ -513,6 +563,7 @@ pub fn spec_from_pb(raw: pb::ChildSpec) -> Result<ChildSpec, ControlError> {
     spec.tags = raw.tags;
     spec.autostart = raw.autostart.unwrap_or(true);
     spec.ready_after = from_duration("ready_after", raw.ready_after, Duration::ZERO)?;
+    spec.start_timeout = from_duration("start_timeout", raw.start_timeout, spec.start_timeout)?;
     if !raw.success_codes.is_empty() {
         spec.success_codes = raw.success_codes;
     }
@@ -544,6 +595,7 @@ mod tests {
         original.autostart = false;
         original.ready_after = Duration::from_secs(2);
         original.success_codes = vec![0, 3];
+        original.start_timeout = Duration::from_secs(5);
         let sent = pb::ChildSpec::from(&original);
         assert_eq!(spec_from_pb(sent), Ok(original));
     }

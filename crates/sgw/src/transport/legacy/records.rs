@@ -146,9 +146,26 @@ fn payload(kind: &EventKind) -> Value {
         | EventKind::StopEscalated { generation, pid } => {
             json!({ "generation": generation, "pid": pid })
         }
-        EventKind::SpawnFailed { generation, error } => {
-            json!({ "generation": generation, "error": error })
-        }
+        EventKind::SpawnFailed { generation, error } => json!({
+            "generation": generation,
+            "error": error.to_string(),
+            "stage": error.stage.as_str(),
+            "path": error.path.display().to_string(),
+            "message": error.message,
+        }),
+        EventKind::DependencyUnavailable { dependency } => json!({
+            "dependency": dependency.id.to_string(),
+            "reason": dependency.status.to_string(),
+            "can_become_ready": dependency.status.can_become_ready(),
+        }),
+        EventKind::ChildBlocked { waited, pending } => json!({
+            "waited_millis": millis(*waited),
+            "pending": pending.iter().map(|p| json!({
+                "child_id": p.id.to_string(),
+                "reason": p.status.to_string(),
+                "can_become_ready": p.status.can_become_ready(),
+            })).collect::<Vec<_>>(),
+        }),
         EventKind::ChildExited {
             generation,
             pid,
@@ -177,6 +194,10 @@ fn payload(kind: &EventKind) -> Value {
         EventKind::ChildQuarantined { reason } => json!({
             "reason": reason.to_string(),
             "budget_exhausted": matches!(reason, crate::model::QuarantineReason::BudgetExhausted { .. }),
+            "after": match reason {
+                crate::model::QuarantineReason::BudgetExhausted { after, .. } => Some(after.to_string()),
+                crate::model::QuarantineReason::Command => None,
+            },
         }),
         EventKind::CommandAccepted {
             command_id,

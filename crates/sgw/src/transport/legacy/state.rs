@@ -16,7 +16,7 @@ use super::records::{
 };
 use crate::control::{StateSnapshot, TargetInfo};
 use crate::journal::Record;
-use crate::model::{ChildRecord, ChildState, Event, LogLine};
+use crate::model::{ChildRecord, ChildState, Event, Failure, LogLine};
 
 #[derive(Debug, Serialize)]
 pub struct DashboardState {
@@ -231,6 +231,9 @@ fn child_node(child: &ChildRecord, path: String) -> Node {
     if let Some(exit) = child.last_exit {
         diagnostics.insert("last_exit", exit.to_string());
     }
+    if let Some(failure) = &child.last_failure {
+        diagnostics.insert("last_failure", failure.to_string());
+    }
     Node {
         node_id: path.clone(),
         child_id: Some(child.id.to_string()),
@@ -244,10 +247,13 @@ fn child_node(child: &ChildRecord, path: String) -> Node {
     }
 }
 
-/// Stopped by its own policy (it exited and is not restarted), rather than
-/// by a command, which always leaves a detail saying so.
+/// Stopped by its own policy (it exited, or could not be spawned, and is
+/// not restarted), rather than by a command, which always leaves a detail
+/// saying so (a spawn failure's detail is the failure itself).
 fn stopped_by_policy(child: &ChildRecord) -> bool {
-    child.state == ChildState::Stopped && child.last_exit.is_some() && child.detail.is_empty()
+    let spawn_failed = matches!(&child.last_failure, Some(Failure::Spawn(error)) if child.detail == error.to_string());
+    child.state == ChildState::Stopped
+        && ((child.last_exit.is_some() && child.detail.is_empty()) || spawn_failed)
 }
 
 /// Why the child is not running as it should, if it failed: commanded
@@ -260,8 +266,14 @@ fn failure(child: &ChildRecord) -> Option<String> {
     match child.state {
         ChildState::Backoff if !child.detail.is_empty() => Some(child.detail.clone()),
         ChildState::Backoff => failed_exit,
-        ChildState::Quarantined => Some(child.detail.clone()),
-        ChildState::Stopped if stopped_by_policy(child) => failed_exit,
+        ChildState::Quarantined | ChildState::Blocked => Some(child.detail.clone()),
+        ChildState::Stopped if stopped_by_policy(child) => {
+            if child.detail.is_empty() {
+                failed_exit
+            } else {
+                Some(child.detail.clone())
+            }
+        }
         _ => None,
     }
 }
@@ -299,7 +311,7 @@ pub(super) fn runtime_record(child: &ChildRecord) -> ChildRuntimeRecord {
         attempt: budget.used,
         status: Some(match child.state {
             ChildState::Starting if child.pid.is_some() => "running",
-            ChildState::Starting => "starting",
+            ChildState::Starting | ChildState::Blocked => "starting",
             ChildState::Running => "ready",
             ChildState::Stopping => "cancelling",
             ChildState::Backoff

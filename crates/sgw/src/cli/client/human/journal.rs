@@ -34,6 +34,18 @@ fn describe(detail: &Detail) -> String {
         Detail::SpawnFailed(d) => {
             format!("spawn failed (generation {}): {}", d.generation, d.error)
         }
+        Detail::DependencyUnavailable(d) => match &d.dependency {
+            Some(p) => format!(
+                "dependency {} will not become running by itself: {}",
+                p.child_id, p.reason
+            ),
+            None => "dependency unavailable".into(),
+        },
+        Detail::ChildBlocked(d) => format!(
+            "blocked after {}: waiting for {}",
+            pb_duration(d.waited.as_ref()),
+            super::pending(&d.pending)
+        ),
         Detail::ChildExited(d) => format!(
             "exited: {} after {} (generation {}, pid {})",
             exit(d.exit.as_ref()),

@@ -63,6 +63,15 @@ fn exit(exit: Option<&pb::ExitStatus>) -> String {
     exit.map_or_else(|| "-".to_owned(), |e| e.description.clone())
 }
 
+/// `db: autostart = false; cache: backoff`.
+fn pending(pending: &[pb::PendingDependency]) -> String {
+    pending
+        .iter()
+        .map(|p| format!("{}: {}", p.child_id, p.reason))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// The `state` table; the last column is not padded.
 pub fn state_table(state: &pb::GetStateResponse) -> String {
     let mut rows = vec![[
@@ -143,6 +152,12 @@ pub fn child(record: &pb::ChildRecord) -> String {
         ["restarts".into(), record.restart_count.to_string()],
         ["last exit".into(), exit(record.last_exit.as_ref())],
     ];
+    if let Some(failure) = &record.last_failure {
+        rows.push(["last failure".into(), failure.description.clone()]);
+    }
+    if !record.waiting_for.is_empty() {
+        rows.push(["waiting for".into(), pending(&record.waiting_for)]);
+    }
     if let Some(b) = &record.budget {
         rows.push([
             "budget".into(),
@@ -173,6 +188,10 @@ pub fn child(record: &pb::ChildRecord) -> String {
         ]);
         if !spec.depends_on.is_empty() {
             rows.push(["depends on".into(), spec.depends_on.join(", ")]);
+            rows.push([
+                "start timeout".into(),
+                pb_duration(spec.start_timeout.as_ref()),
+            ]);
         }
     }
     rows.push([
