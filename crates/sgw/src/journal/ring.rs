@@ -314,7 +314,11 @@ impl<T> Subscription<T> {
             }));
             self.next = oldest;
         }
-        let offset = usize::try_from(self.next - oldest).unwrap_or(usize::MAX);
+        // A start past the head (a client resuming after `after_sequence`
+        // it cannot have seen) waits for that sequence: nothing to take yet.
+        let offset = usize::try_from(self.next - oldest)
+            .unwrap_or(usize::MAX)
+            .min(ring.entries.len());
         let available = ring.entries.len().saturating_sub(offset);
         let take = available.min(BATCH);
         self.pending.extend(

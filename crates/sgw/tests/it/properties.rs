@@ -37,10 +37,8 @@ fn config() -> ProptestConfig {
 enum StartKind {
     Live,
     Oldest,
-    /// `After(last_sequence - back)`, saturating at 0. `back` is never
-    /// negative: a start past the head panics today, see
-    /// [`after_past_the_head_waits_for_it`]; widen the range below to
-    /// `-3..40` once that is fixed.
+    /// `After(last_sequence - back)`, saturating at 0; a negative `back`
+    /// starts past the head (see [`after_past_the_head_waits_for_it`]).
     After(i64),
 }
 
@@ -59,7 +57,7 @@ fn op() -> impl Strategy<Value = Op> {
     let start = prop_oneof![
         Just(StartKind::Live),
         Just(StartKind::Oldest),
-        (0i64..40).prop_map(StartKind::After),
+        (-3i64..40).prop_map(StartKind::After),
     ];
     prop_oneof![
         6 => (1usize..8).prop_map(Op::Publish),
@@ -261,14 +259,10 @@ proptest! {
 /// per [`Start::After`] the subscriber gets the records after that
 /// sequence once they exist, and nothing before.
 ///
-/// Found by `ring_delivers_in_order_with_exact_gaps`: today
-/// `Subscription::refill` (src/journal/ring.rs) slices the ring at an offset
-/// past its end and panics. Both transports pass a client's value straight
-/// through (`transport/grpc/journal.rs` `start`, `transport/legacy/dispatch.rs`
-/// `after_sequence`). Ignored until the fix lands in src; then un-ignore it
-/// and widen `StartKind::After`.
+/// Found by `ring_delivers_in_order_with_exact_gaps`: `Subscription::refill`
+/// sliced the ring at an offset past its end and panicked, and both
+/// transports pass a client's `after_sequence` straight through.
 #[test]
-#[ignore = "src bug: Subscription::refill panics for Start::After(k) with k > last_sequence"]
 fn after_past_the_head_waits_for_it() {
     let journal: Journal<u64> = Journal::new(4);
     journal.publish(1);
