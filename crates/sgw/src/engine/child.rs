@@ -146,7 +146,7 @@ impl ChildTask {
     pub async fn run(mut self) {
         self.emit(EventKind::ChildAdded);
         if self.spec.autostart {
-            self.start();
+            self.start().await;
         } else {
             self.detail = AUTOSTART_OFF.to_owned();
             self.set_phase(Phase::Stopped);
@@ -167,7 +167,7 @@ impl ChildTask {
                     }
                 }
                 wake = next_wake(&mut self.phase, &self.spec, self.tracker.attempts()) => {
-                    self.on_wake(wake);
+                    self.on_wake(wake).await;
                 }
             }
         }
@@ -180,7 +180,7 @@ impl ChildTask {
                 self.tracker.reset_all();
                 self.restart_count += 1;
                 self.detail.clear();
-                self.start();
+                self.start().await;
                 self.spawn_outcome("restarted")
             }
             Op::Pause => {
@@ -198,14 +198,14 @@ impl ChildTask {
                     self.tracker.reset_all();
                     self.detail.clear();
                     self.emit(EventKind::ChildResumed);
-                    self.start();
+                    self.start().await;
                     self.spawn_outcome("resumed")
                 }
                 Phase::Backoff { .. } => Ok("already running (restart scheduled)".to_owned()),
                 // A blocked child waits again, with a fresh start_timeout.
                 Phase::WaitingForDependencies(ref wait) if wait.blocked => {
                     self.emit(EventKind::ChildResumed);
-                    self.start();
+                    self.start().await;
                     self.spawn_outcome("resumed")
                 }
                 Phase::WaitingForDependencies(_) => {
@@ -254,16 +254,16 @@ impl ChildTask {
         }
     }
 
-    fn on_wake(&mut self, wake: Wake) {
+    async fn on_wake(&mut self, wake: Wake) {
         match wake {
             Wake::DependenciesChanged => {
                 self.ctx.dependency_wakeups.fetch_add(1, Ordering::Relaxed);
-                self.check_dependencies();
+                self.check_dependencies().await;
             }
-            Wake::StartTimedOut => self.block(),
+            Wake::StartTimedOut => self.block().await,
             Wake::BackoffElapsed => {
                 self.restart_count += 1;
-                self.start();
+                self.start().await;
             }
             Wake::Ready => {
                 if let Phase::Up { process, ready } = &mut self.phase {
@@ -295,11 +295,11 @@ impl ChildTask {
     }
 
     /// Starts the child now, or once its dependencies are RUNNING.
-    fn start(&mut self) {
+    async fn start(&mut self) {
         let mut wait =
             DependencyWait::new(&self.ctx, &self.spec.depends_on, self.spec.start_timeout);
         if wait.evaluate().is_empty() {
-            self.spawn();
+            self.spawn().await;
             return;
         }
         let pending = wait.pending().iter().map(|p| p.id.clone()).collect();
@@ -314,12 +314,12 @@ impl ChildTask {
 
     /// A dependency's record changed: spawn if they are all RUNNING now,
     /// else say what is still awaited and announce what cannot come up.
-    fn check_dependencies(&mut self) {
+    async fn check_dependencies(&mut self) {
         let Phase::WaitingForDependencies(wait) = &mut self.phase else {
             return;
         };
         if wait.evaluate().is_empty() {
-            self.spawn();
+            self.spawn().await;
             return;
         }
         let unavailable = wait.newly_unavailable();
@@ -334,12 +334,12 @@ impl ChildTask {
     }
 
     /// `start_timeout` passed while waiting: BLOCKED, still waiting.
-    fn block(&mut self) {
+    async fn block(&mut self) {
         let Phase::WaitingForDependencies(wait) = &mut self.phase else {
             return;
         };
         if wait.evaluate().is_empty() {
-            self.spawn();
+            self.spawn().await;
             return;
         }
         wait.blocked = true;
@@ -351,9 +351,9 @@ impl ChildTask {
         self.emit(EventKind::ChildBlocked { waited, pending });
     }
 
-    fn spawn(&mut self) {
+    async fn spawn(&mut self) {
         self.generation += 1;
-        match Process::spawn(&self.spec, self.generation, &self.ctx.logs) {
+        match Process::spawn(&self.spec, self.generation, &self.ctx.logs).await {
             Ok(process) => {
                 let pid = process.pid();
                 self.detail.clear();

@@ -41,7 +41,12 @@ pub struct Stopped {
 impl Process {
     /// Spawns the child's command. A failure says which step failed and on
     /// what path: `chdir` (the `cwd`) or `exec` (the program).
-    pub fn spawn(
+    ///
+    /// fork + exec takes about a millisecond of the calling thread and
+    /// blocks it until the exec is done; it runs on the blocking pool, so a
+    /// crash storm of children never stalls the runtime workers that serve
+    /// the control plane.
+    pub async fn spawn(
         spec: &ChildSpec,
         generation: u64,
         logs: &LogJournal,
@@ -71,9 +76,11 @@ impl Process {
         if let Some(cwd) = &spec.cwd {
             change_dir(&mut command, cwd)?;
         }
-        let mut child = command
-            .spawn()
-            .map_err(|error| spawn_error(&error, program, spec.cwd.as_deref()))?;
+        let spawned = tokio::task::spawn_blocking(move || command.spawn())
+            .await
+            .unwrap_or_else(|join| Err(io::Error::other(join)));
+        let mut child =
+            spawned.map_err(|error| spawn_error(&error, program, spec.cwd.as_deref()))?;
         let pid = child.id().ok_or_else(|| SpawnError {
             stage: SpawnStage::Exec,
             path: PathBuf::from(program),
