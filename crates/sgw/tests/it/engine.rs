@@ -6,7 +6,7 @@ use crate::support;
 use std::time::Duration;
 
 use supervisor_gateway::control::{
-    Command, CommandMeta, CommandReport, CommandRequest, ControlError, ControlPlane,
+    Command, CommandMeta, CommandRequest, ControlError, ControlPlane,
 };
 use supervisor_gateway::engine::{EngineConfig, Supervisor};
 use supervisor_gateway::journal::{Item, Start};
@@ -14,20 +14,6 @@ use supervisor_gateway::model::{
     ChildState, EventKind, Exit, Failure, LogLine, QuarantineReason, RestartPolicy,
 };
 use support::*;
-
-fn meta() -> CommandMeta {
-    CommandMeta {
-        request_id: String::new(),
-        requested_by: "test".into(),
-        reason: "engine test".into(),
-        confirm: true,
-    }
-}
-
-async fn run(sup: &Supervisor, command: Command) -> Result<CommandReport, ControlError> {
-    sup.execute(CommandRequest::new(command, meta()).expect("valid request"))
-        .await
-}
 
 async fn state_of(sup: &Supervisor, child: &str) -> ChildState {
     sup.child(&id(child)).await.expect("child exists").state

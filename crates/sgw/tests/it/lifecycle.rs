@@ -7,29 +7,12 @@ use crate::support;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use supervisor_gateway::control::{
-    Command, CommandMeta, CommandReport, CommandRequest, ControlError, ControlPlane,
-};
-use supervisor_gateway::engine::Supervisor;
+use supervisor_gateway::control::{Command, ControlPlane};
 use supervisor_gateway::model::{
     ChildState, DependencyStatus, EventKind, Failure, PendingDependency, QuarantineReason,
     RestartPolicy, SpawnError, SpawnStage,
 };
 use support::*;
-
-fn meta() -> CommandMeta {
-    CommandMeta {
-        request_id: String::new(),
-        requested_by: "test".into(),
-        reason: "lifecycle test".into(),
-        confirm: true,
-    }
-}
-
-async fn run(sup: &Supervisor, command: Command) -> Result<CommandReport, ControlError> {
-    sup.execute(CommandRequest::new(command, meta()).expect("valid request"))
-        .await
-}
 
 fn pending(dep: &str, status: DependencyStatus) -> PendingDependency {
     PendingDependency {

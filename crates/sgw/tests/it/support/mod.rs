@@ -35,6 +35,26 @@ pub fn sh(child: &str, script: &str) -> ChildSpec {
     spec
 }
 
+/// Test command metadata: confirmed, no request id.
+pub fn meta() -> supervisor_gateway::control::CommandMeta {
+    supervisor_gateway::control::CommandMeta {
+        request_id: String::new(),
+        requested_by: "test".into(),
+        reason: "engine test".into(),
+        confirm: true,
+    }
+}
+
+/// Runs a command on the engine directly, with [`meta`].
+pub async fn run(
+    sup: &Supervisor,
+    command: supervisor_gateway::control::Command,
+) -> Result<supervisor_gateway::control::CommandReport, supervisor_gateway::control::ControlError> {
+    use supervisor_gateway::control::ControlPlane;
+    let request = supervisor_gateway::control::CommandRequest::new(command, meta());
+    sup.execute(request.expect("valid request")).await
+}
+
 pub fn start(specs: Vec<ChildSpec>) -> Supervisor {
     start_with(EngineConfig::default(), specs)
 }
