@@ -14,7 +14,7 @@ use tokio::process::{Child, Command};
 
 use super::capture::capture;
 use crate::journal::LogJournal;
-use crate::model::{ChildSpec, Exit, LogStream, SpawnError, SpawnStage, StopSignal};
+use crate::model::{ChildSpec, Exit, LogStream, Rlimit, SpawnError, SpawnStage, StopSignal};
 
 /// systemd's socket-activation variables: they describe the supervisor's
 /// inherited listener, never a child's.
@@ -73,6 +73,9 @@ impl Process {
             command.env_remove(name);
         }
         die_with_parent(&mut command);
+        // Limits, then the user: chdir happens as the child's own user.
+        set_limits(&mut command, spec);
+        take_credentials(&mut command, spec)?;
         if let Some(cwd) = &spec.cwd {
             change_dir(&mut command, cwd)?;
         }
@@ -228,6 +231,8 @@ fn group_has_live_members(pgid: u32) -> bool {
 /// (it is how exec errors come back too), so a step tags its errno to say
 /// which step failed; real errno values are far below the tag.
 const CHDIR_TAG: i32 = 0x0001_0000;
+const SETUID_TAG: i32 = 0x0002_0000;
+const LIMITS_TAG: i32 = 0x0003_0000;
 const TAG_MASK: i32 = 0x7fff_0000;
 
 /// Changes to `cwd` in the child, before `exec`, with its errors tagged as
@@ -252,11 +257,130 @@ fn change_dir(command: &mut Command, cwd: &Path) -> Result<(), SpawnError> {
     Ok(())
 }
 
+/// Sets the child's `umask` and `rlimits` (soft = hard) before `exec`,
+/// errors tagged as `setrlimit`.
+#[allow(unsafe_code)]
+fn set_limits(command: &mut Command, spec: &ChildSpec) {
+    use nix::sys::resource::{Resource, setrlimit};
+    if spec.umask.is_none() && spec.rlimits.is_empty() {
+        return;
+    }
+    let umask = spec
+        .umask
+        .map(|m| nix::sys::stat::Mode::from_bits_truncate(m.bits() as nix::libc::mode_t));
+    let limits: Vec<(Resource, u64)> = spec
+        .rlimits
+        .iter()
+        .map(|(limit, value)| {
+            let resource = match limit {
+                Rlimit::Nofile => Resource::RLIMIT_NOFILE,
+                Rlimit::Nproc => Resource::RLIMIT_NPROC,
+                Rlimit::Core => Resource::RLIMIT_CORE,
+                Rlimit::As => Resource::RLIMIT_AS,
+                Rlimit::Fsize => Resource::RLIMIT_FSIZE,
+                Rlimit::Memlock => Resource::RLIMIT_MEMLOCK,
+                Rlimit::Stack => Resource::RLIMIT_STACK,
+                Rlimit::Cpu => Resource::RLIMIT_CPU,
+            };
+            (resource, *value)
+        })
+        .collect();
+    // SAFETY: the closure runs in the forked child before exec. It makes
+    // only async-signal-safe system calls (umask, setrlimit) on values
+    // computed before the fork, and does not allocate.
+    unsafe {
+        command.pre_exec(move || {
+            if let Some(mask) = umask {
+                nix::sys::stat::umask(mask);
+            }
+            for &(resource, value) in &limits {
+                setrlimit(resource, value, value)
+                    .map_err(|errno| io::Error::from_raw_os_error(LIMITS_TAG | errno as i32))?;
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Takes the child's `user` and `group` before `exec` (supplementary
+/// groups cleared to the one group), errors tagged as `setuid`. Names are
+/// resolved here, in the supervisor: the user database is not something a
+/// forked child may read.
+#[allow(unsafe_code)]
+fn take_credentials(command: &mut Command, spec: &ChildSpec) -> Result<(), SpawnError> {
+    use nix::unistd::{Gid, Group, Uid, User, setgid, setgroups, setuid};
+    if spec.user.is_none() && spec.group.is_none() {
+        return Ok(());
+    }
+    let program = spec.command.first().cloned().unwrap_or_default();
+    let failed = |message: String| SpawnError {
+        stage: SpawnStage::Setuid,
+        path: PathBuf::from(&program),
+        message,
+    };
+    let user = match &spec.user {
+        None => None,
+        Some(name) => Some(match name.parse::<u32>() {
+            Ok(uid) => User::from_uid(Uid::from_raw(uid))
+                .ok()
+                .flatten()
+                .map_or((Uid::from_raw(uid), None), |u| (u.uid, Some(u.gid))),
+            Err(_) => User::from_name(name)
+                .ok()
+                .flatten()
+                .map(|u| (u.uid, Some(u.gid)))
+                .ok_or_else(|| failed(format!("no such user {name:?}")))?,
+        }),
+    };
+    let gid = match &spec.group {
+        Some(name) => Some(match name.parse::<u32>() {
+            Ok(gid) => Gid::from_raw(gid),
+            Err(_) => Group::from_name(name)
+                .ok()
+                .flatten()
+                .map(|g| g.gid)
+                .ok_or_else(|| failed(format!("no such group {name:?}")))?,
+        }),
+        None => user.and_then(|(_, primary)| primary),
+    };
+    let uid = user.map(|(uid, _)| uid);
+    // SAFETY: the closure runs in the forked child before exec. It makes
+    // only async-signal-safe system calls (setgroups, setgid, setuid) on
+    // ids resolved before the fork; the one-element group list is built
+    // outside the closure, so nothing allocates.
+    let groups: Vec<Gid> = gid.into_iter().collect();
+    unsafe {
+        command.pre_exec(move || {
+            let tag =
+                |errno: nix::errno::Errno| io::Error::from_raw_os_error(SETUID_TAG | errno as i32);
+            if let Some(gid) = gid {
+                setgroups(&groups).map_err(tag)?;
+                setgid(gid).map_err(tag)?;
+            }
+            if let Some(uid) = uid {
+                setuid(uid).map_err(tag)?;
+            }
+            Ok(())
+        });
+    }
+    Ok(())
+}
+
 /// What a failed `spawn` means: a tagged error is the step's, anything else
 /// is exec's (or the fork's, which std does not tell apart).
 fn spawn_error(error: &io::Error, program: &str, cwd: Option<&Path>) -> SpawnError {
     let describe = |code: i32| nix::errno::Errno::from_raw(code).desc().to_owned();
     match error.raw_os_error() {
+        Some(raw) if raw & TAG_MASK == SETUID_TAG => SpawnError {
+            stage: SpawnStage::Setuid,
+            path: PathBuf::from(program),
+            message: describe(raw & !TAG_MASK),
+        },
+        Some(raw) if raw & TAG_MASK == LIMITS_TAG => SpawnError {
+            stage: SpawnStage::Limits,
+            path: PathBuf::from(program),
+            message: describe(raw & !TAG_MASK),
+        },
         Some(raw) if raw & TAG_MASK == CHDIR_TAG => SpawnError {
             stage: SpawnStage::Chdir,
             path: cwd.map(Path::to_owned).unwrap_or_default(),

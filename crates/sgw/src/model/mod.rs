@@ -13,8 +13,8 @@ pub use event::{Event, EventKind, EventType, QuarantineReason, Severity};
 pub use id::{ChildId, InvalidChildId, echo};
 pub use log::{LogLine, LogStream};
 pub use spec::{
-    Backoff, ChildSpec, Criticality, RestartBudget, RestartPolicy, SpecError, StopSignal,
-    parse_duration,
+    Backoff, ChildSpec, Criticality, RestartBudget, RestartPolicy, Rlimit, SpecError, StopSignal,
+    Umask, parse_duration,
 };
 pub use state::{
     BudgetStatus, ChildRecord, ChildState, DependencyStatus, Exit, Failure, PendingDependency,

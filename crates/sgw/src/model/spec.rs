@@ -229,6 +229,98 @@ pub struct ChildSpec {
     /// Exit codes that count as success for `restart = "on_failure"`.
     #[serde(default = "default_success_codes")]
     pub success_codes: Vec<i32>,
+    /// Run as this user (name or numeric uid); its primary group unless
+    /// `group` says otherwise. Needs the supervisor to be root.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Run with this group (name or numeric gid).
+    #[serde(default)]
+    pub group: Option<String>,
+    /// File mode creation mask, octal (`"0027"`); inherited when unset.
+    #[serde(default)]
+    pub umask: Option<Umask>,
+    /// Resource limits set before exec (soft = hard), e.g.
+    /// `rlimits = { nofile = 4096, core = 0 }`.
+    #[serde(default)]
+    pub rlimits: BTreeMap<Rlimit, u64>,
+}
+
+/// A file mode creation mask: octal permission bits, at most `0777`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Umask(u32);
+
+impl Umask {
+    pub fn bits(self) -> u32 {
+        self.0
+    }
+}
+
+impl TryFrom<String> for Umask {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, String> {
+        let digits = text.strip_prefix("0o").unwrap_or(&text);
+        match u32::from_str_radix(digits, 8) {
+            Ok(bits) if !digits.is_empty() && digits.len() <= 4 && bits <= 0o777 => Ok(Self(bits)),
+            _ => Err(format!(
+                "invalid umask {text:?}: octal bits like \"0022\" (at most 0777)"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Umask {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:04o}", self.0)
+    }
+}
+
+/// The resource limits a child can be given (setrlimit(2) names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rlimit {
+    /// Open file descriptors (RLIMIT_NOFILE).
+    Nofile,
+    /// Processes of the user (RLIMIT_NPROC).
+    Nproc,
+    /// Core dump size in bytes (RLIMIT_CORE).
+    Core,
+    /// Address space in bytes (RLIMIT_AS).
+    As,
+    /// Largest file in bytes (RLIMIT_FSIZE).
+    Fsize,
+    /// Locked memory in bytes (RLIMIT_MEMLOCK).
+    Memlock,
+    /// Stack size in bytes (RLIMIT_STACK).
+    Stack,
+    /// CPU seconds (RLIMIT_CPU).
+    Cpu,
+}
+
+impl Rlimit {
+    pub const ALL: [Rlimit; 8] = [
+        Rlimit::Nofile,
+        Rlimit::Nproc,
+        Rlimit::Core,
+        Rlimit::As,
+        Rlimit::Fsize,
+        Rlimit::Memlock,
+        Rlimit::Stack,
+        Rlimit::Cpu,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rlimit::Nofile => "nofile",
+            Rlimit::Nproc => "nproc",
+            Rlimit::Core => "core",
+            Rlimit::As => "as",
+            Rlimit::Fsize => "fsize",
+            Rlimit::Memlock => "memlock",
+            Rlimit::Stack => "stack",
+            Rlimit::Cpu => "cpu",
+        }
+    }
 }
 
 /// A field that breaks a rule, and the rule.
@@ -268,6 +360,10 @@ impl ChildSpec {
             ready_after: Duration::ZERO,
             start_timeout: default_start_timeout(),
             success_codes: default_success_codes(),
+            user: None,
+            group: None,
+            umask: None,
+            rlimits: BTreeMap::new(),
         }
     }
 

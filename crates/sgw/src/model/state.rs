@@ -106,6 +106,10 @@ pub enum SpawnStage {
     /// (`EAGAIN`, `EMFILE`) cannot be told apart from these and are
     /// reported here too.
     Exec,
+    /// Taking the child's `user`/`group` (systemd's `217/USER`).
+    Setuid,
+    /// Setting its `umask` and `rlimits` (systemd's `205/LIMITS`).
+    Limits,
 }
 
 impl SpawnStage {
@@ -113,6 +117,8 @@ impl SpawnStage {
         match self {
             SpawnStage::Chdir => "chdir",
             SpawnStage::Exec => "exec",
+            SpawnStage::Setuid => "setuid",
+            SpawnStage::Limits => "setrlimit",
         }
     }
 }

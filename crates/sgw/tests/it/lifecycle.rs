@@ -302,3 +302,63 @@ async fn only_the_dependents_of_a_changed_child_are_woken() {
     assert!(sup.dependency_wakeups() >= before + DEPENDENTS as u64);
     sup.shutdown("test", "done").await.expect("shutdown");
 }
+
+/// The lines a child printed, in order, once it has printed `n` of them.
+async fn first_lines(sup: &supervisor_gateway::engine::Supervisor, n: usize) -> Vec<String> {
+    let mut logs = sup
+        .logs()
+        .subscribe(supervisor_gateway::journal::Start::Oldest);
+    let mut lines = Vec::new();
+    while lines.len() < n {
+        match tokio::time::timeout(PATIENCE, logs.next()).await {
+            Ok(Some(supervisor_gateway::journal::Item::Record(line))) => {
+                lines.push(line.body.text.clone())
+            }
+            other => panic!("after {lines:?}: {other:?}"),
+        }
+    }
+    lines
+}
+
+/// `user`, `group`, `umask` and `rlimits` reach the process: it runs as
+/// uid/gid 65534 with mask 0027 and 123 open files at most (CI runs as
+/// root, which this needs).
+#[tokio::test]
+async fn user_group_umask_and_rlimits_apply() {
+    let mut spec = sh(
+        "confined",
+        "id -u; id -g; umask; ulimit -n; exec sleep 1000",
+    );
+    spec.user = Some("65534".into());
+    spec.group = Some("65534".into());
+    spec.umask = Some("0027".to_owned().try_into().expect("umask"));
+    spec.rlimits
+        .insert(supervisor_gateway::model::Rlimit::Nofile, 123);
+    let sup = start(vec![spec]);
+    assert_eq!(
+        first_lines(&sup, 4).await,
+        ["65534", "65534", "0027", "123"]
+    );
+    sup.shutdown("test", "done").await.expect("shutdown");
+}
+
+/// An unknown user is a `setuid` spawn failure naming it, not an exec one.
+#[tokio::test]
+async fn unknown_user_is_a_setuid_failure() {
+    let mut spec = sh("nobody-here", "true");
+    spec.user = Some("no-such-user-sgw".into());
+    spec.restart = RestartPolicy::Never;
+    let sup = start(vec![spec]);
+    let mut events = subscribe(&sup);
+    let failed = wait_event(&mut events, "spawn failure", |e| {
+        matches!(e.kind, EventKind::SpawnFailed { .. })
+    })
+    .await;
+    let EventKind::SpawnFailed { error, .. } = &failed.body.kind else {
+        unreachable!("matched above")
+    };
+    assert_eq!(error.stage, SpawnStage::Setuid);
+    assert!(error.message.contains("no-such-user-sgw"), "{error}");
+    assert!(error.to_string().starts_with("setuid: "), "{error}");
+    sup.shutdown("test", "done").await.expect("shutdown");
+}

@@ -9,7 +9,8 @@ use crate::journal::{Gap, GapReason, Record};
 use crate::model::{
     Backoff, BudgetStatus, ChildId, ChildRecord, ChildSpec, ChildState, CommandKind, Criticality,
     Event, EventKind, EventType, Exit, Failure, LogLine, LogStream, PendingDependency,
-    QuarantineReason, RestartBudget, RestartPolicy, Severity, SpawnError, SpawnStage, SpecError,
+    QuarantineReason, RestartBudget, RestartPolicy, Rlimit, Severity, SpawnError, SpawnStage,
+    SpecError, Umask, echo,
 };
 use crate::pb;
 use crate::pb::event::Detail;
@@ -105,6 +106,8 @@ pub fn spawn_error(error: &SpawnError) -> pb::SpawnError {
         stage: match error.stage {
             SpawnStage::Chdir => pb::SpawnStage::Chdir,
             SpawnStage::Exec => pb::SpawnStage::Exec,
+            SpawnStage::Setuid => pb::SpawnStage::Setuid,
+            SpawnStage::Limits => pb::SpawnStage::Limits,
         } as i32,
         path: error.path.display().to_string(),
         message: error.message.clone(),
@@ -171,6 +174,14 @@ pub fn spec(spec: &ChildSpec) -> pb::ChildSpec {
         ready_after: Some(duration(spec.ready_after)),
         success_codes: spec.success_codes.clone(),
         start_timeout: Some(duration(spec.start_timeout)),
+        user: spec.user.clone().unwrap_or_default(),
+        group: spec.group.clone().unwrap_or_default(),
+        umask: spec.umask.map(|m| m.to_string()).unwrap_or_default(),
+        rlimits: spec
+            .rlimits
+            .iter()
+            .map(|(limit, value)| (limit.as_str().to_owned(), *value))
+            .collect(),
     }
 }
 
@@ -567,6 +578,18 @@ pub fn spec_from_pb(raw: pb::ChildSpec) -> Result<ChildSpec, ControlError> {
     if !raw.success_codes.is_empty() {
         spec.success_codes = raw.success_codes;
     }
+    spec.user = Some(raw.user).filter(|u| !u.is_empty());
+    spec.group = Some(raw.group).filter(|g| !g.is_empty());
+    if !raw.umask.is_empty() {
+        spec.umask = Some(Umask::try_from(raw.umask).map_err(|m| spec_error("umask", m))?);
+    }
+    for (name, value) in raw.rlimits {
+        let limit = Rlimit::ALL
+            .into_iter()
+            .find(|l| l.as_str() == name)
+            .ok_or_else(|| spec_error("rlimits", format!("unknown limit {:?}", echo(&name))))?;
+        spec.rlimits.insert(limit, value);
+    }
     Ok(spec)
 }
 
@@ -596,6 +619,11 @@ mod tests {
         original.ready_after = Duration::from_secs(2);
         original.success_codes = vec![0, 3];
         original.start_timeout = Duration::from_secs(5);
+        original.user = Some("www".into());
+        original.group = Some("100".into());
+        original.umask = Some(Umask::try_from("0027".to_owned()).expect("umask"));
+        original.rlimits.insert(Rlimit::Nofile, 4096);
+        original.rlimits.insert(Rlimit::Core, 0);
         let sent = pb::ChildSpec::from(&original);
         assert_eq!(spec_from_pb(sent), Ok(original));
     }
