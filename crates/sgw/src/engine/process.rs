@@ -198,12 +198,17 @@ impl Drop for Process {
     }
 }
 
-/// Whether any process but a zombie has process group `pgid`, read from
-/// `/proc/*/stat` (fields 3 and 5, after the parenthesized name). Without
-/// `/proc`, falls back to `kill(-pgid, 0)`.
+/// Whether any process but a zombie has process group `pgid`. The cheap
+/// `kill(-pgid, 0)` settles the common case (group gone); only a group
+/// that still has members (maybe only zombies) costs a `/proc/*/stat` scan
+/// (fields 3 and 5, after the parenthesized name).
 fn group_has_live_members(pgid: u32) -> bool {
+    let has_members = i32::try_from(pgid).is_ok_and(|g| killpg(Pid::from_raw(g), None).is_ok());
+    if !has_members {
+        return false;
+    }
     let Ok(entries) = std::fs::read_dir("/proc") else {
-        return i32::try_from(pgid).is_ok_and(|g| killpg(Pid::from_raw(g), None).is_ok());
+        return true;
     };
     entries.flatten().any(|entry| {
         let is_pid = entry

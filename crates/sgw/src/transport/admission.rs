@@ -139,13 +139,8 @@ impl Drop for Slot {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         held.total -= 1;
-        if let Some(uid) = self.uid
-            && let Some(count) = held.by_uid.get_mut(&uid)
-        {
-            *count -= 1;
-            if *count == 0 {
-                held.by_uid.remove(&uid);
-            }
+        if let Some(uid) = self.uid {
+            release(&mut held.by_uid, uid);
         }
     }
 }
@@ -199,11 +194,17 @@ impl Drop for UidSlot {
             .held
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some(count) = held.get_mut(&self.uid) {
-            *count -= 1;
-            if *count == 0 {
-                held.remove(&self.uid);
-            }
+        release(&mut held, self.uid);
+    }
+}
+
+/// Gives back one of `uid`'s count, forgetting uids that hold none (the map
+/// stays as small as the set of uids holding something).
+fn release(counts: &mut HashMap<u32, usize>, uid: u32) {
+    if let Some(count) = counts.get_mut(&uid) {
+        *count -= 1;
+        if *count == 0 {
+            counts.remove(&uid);
         }
     }
 }
