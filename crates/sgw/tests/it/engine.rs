@@ -244,6 +244,15 @@ async fn restart_during_backoff_and_pause_during_starting() {
         is(|k| matches!(k, EventKind::RestartScheduled { .. }), "flaky"),
     )
     .await;
+    // "slow" is spawned (ChildStarting) before its pid is read below: the
+    // record says STARTING already while the spawn is in flight.
+    let mut slow_events = subscribe(&sup);
+    wait_event(
+        &mut slow_events,
+        "slow spawned",
+        is(|k| matches!(k, EventKind::ChildStarting { .. }), "slow"),
+    )
+    .await;
     let before = sup.child(&id("flaky")).await.expect("record");
     assert_eq!(before.state, ChildState::Backoff);
     assert!(before.backoff_until.is_some());

@@ -243,6 +243,13 @@ async fn oversize_frame_closes_after_the_error_line() {
 #[tokio::test]
 async fn invalid_utf8_closes_and_executes_nothing_after_it() {
     let gw = gateway(vec![sh("web", "exec sleep 1000")]).await;
+    // RUNNING first, so that "still running" below means "never paused".
+    wait_event(
+        &mut subscribe(&gw.supervisor),
+        "web running",
+        is(|k| matches!(k, EventKind::ChildRunning { .. }), "web"),
+    )
+    .await;
     let pause = command(
         "p",
         "pause_child",
