@@ -16,7 +16,7 @@ pub use error::{ControlError, DEFAULT_RETRY_AFTER};
 pub use request::{Command, CommandMeta, CommandRequest};
 
 use crate::journal::{EventJournal, LogJournal};
-use crate::model::{ChildId, ChildRecord, CommandKind, Event, EventType, LogLine};
+use crate::model::{ChildId, ChildRecord, CommandKind, ContainmentInfo, Event, EventType, LogLine};
 
 /// Who is being supervised and what it accepts.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,6 +25,8 @@ pub struct TargetInfo {
     pub display_name: String,
     pub server_version: String,
     pub supported_commands: Vec<CommandKind>,
+    /// How children's descendants are contained on this host.
+    pub containment: ContainmentInfo,
 }
 
 /// Every child plus the journal positions at the moment of the snapshot.

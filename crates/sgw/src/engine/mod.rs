@@ -36,6 +36,12 @@ pub struct EngineConfig {
     pub display_name: String,
     pub events_capacity: usize,
     pub logs_capacity: usize,
+    /// cgroup v2, subreaper, or whichever the host allows.
+    pub containment: ContainmentPreference,
+    /// Where the record of what this instance started is kept, so the
+    /// next start finds what a crash left behind. `None`: nothing is
+    /// recorded (leftovers of a crash are not found).
+    pub state_dir: Option<PathBuf>,
 }
 
 impl Default for EngineConfig {
@@ -45,6 +51,8 @@ impl Default for EngineConfig {
             display_name: "sgw".to_owned(),
             events_capacity: 65_536,
             logs_capacity: 65_536,
+            containment: ContainmentPreference::Auto,
+            state_dir: None,
         }
     }
 }

@@ -1,6 +1,9 @@
 use std::time::Duration;
 
-use super::{ChildId, CommandKind, Exit, Failure, PendingDependency, SpawnError, StopSignal};
+use super::{
+    Bytes, ChildId, CommandKind, Exit, Failure, LeftoverProcess, PendingDependency, SpawnError,
+    StopSignal,
+};
 
 /// One lifecycle fact. Published to the event journal, which gives it its
 /// sequence and time.
@@ -123,6 +126,21 @@ pub enum EventKind {
     },
     ShutdownStarted,
     ShutdownCompleted,
+    /// Processes a previous sgw instance left running (it was killed, or
+    /// crashed) were found at start and killed before any child started.
+    LeftoverKilled {
+        processes: Vec<LeftoverProcess>,
+        /// Where they were found: the cgroup path, or the process group and
+        /// environment marker of the previous instance.
+        found_in: String,
+    },
+    /// The kernel OOM-killed a process in the child's cgroup (`memory_max`).
+    OomKilled {
+        generation: u64,
+        /// OOM kills in the child's cgroup since it was created.
+        oom_kills: u64,
+        memory_max: Option<Bytes>,
+    },
 }
 
 /// Event kinds by name, for filtering.
@@ -148,10 +166,12 @@ pub enum EventType {
     ShutdownCompleted,
     DependencyUnavailable,
     ChildBlocked,
+    LeftoverKilled,
+    OomKilled,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 20] = [
+    pub const ALL: [EventType; 22] = [
         EventType::ChildAdded,
         EventType::WaitingForDependencies,
         EventType::ChildStarting,
@@ -172,6 +192,8 @@ impl EventType {
         EventType::ShutdownCompleted,
         EventType::DependencyUnavailable,
         EventType::ChildBlocked,
+        EventType::LeftoverKilled,
+        EventType::OomKilled,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -196,6 +218,8 @@ impl EventType {
             EventType::ShutdownCompleted => "shutdown_completed",
             EventType::DependencyUnavailable => "dependency_unavailable",
             EventType::ChildBlocked => "child_blocked",
+            EventType::LeftoverKilled => "leftover_killed",
+            EventType::OomKilled => "oom_killed",
         }
     }
 
@@ -245,6 +269,8 @@ impl EventKind {
             EventKind::ShutdownCompleted => EventType::ShutdownCompleted,
             EventKind::DependencyUnavailable { .. } => EventType::DependencyUnavailable,
             EventKind::ChildBlocked { .. } => EventType::ChildBlocked,
+            EventKind::LeftoverKilled { .. } => EventType::LeftoverKilled,
+            EventKind::OomKilled { .. } => EventType::OomKilled,
         }
     }
 
@@ -252,11 +278,13 @@ impl EventKind {
         match self {
             EventKind::SpawnFailed { .. }
             | EventKind::ChildQuarantined { .. }
-            | EventKind::ChildBlocked { .. } => Severity::Error,
+            | EventKind::ChildBlocked { .. }
+            | EventKind::OomKilled { .. } => Severity::Error,
             EventKind::ChildExited { exit, .. } if *exit != Exit::Code(0) => Severity::Warning,
             EventKind::StopEscalated { .. }
             | EventKind::RestartScheduled { .. }
-            | EventKind::DependencyUnavailable { .. } => Severity::Warning,
+            | EventKind::DependencyUnavailable { .. }
+            | EventKind::LeftoverKilled { .. } => Severity::Warning,
             EventKind::CommandCompleted {
                 error_code: Some(_),
                 ..

@@ -5,6 +5,7 @@ mod command;
 mod event;
 mod id;
 mod log;
+mod resources;
 mod spec;
 mod state;
 
@@ -12,6 +13,10 @@ pub use command::CommandKind;
 pub use event::{Event, EventKind, EventType, QuarantineReason, Severity};
 pub use id::{ChildId, InvalidChildId, echo};
 pub use log::{LogLine, LogStream};
+pub use resources::{
+    Bytes, CgroupLimits, ContainmentInfo, ContainmentKind, ContainmentPreference, CpuMax,
+    LeftoverProcess, ResourceUsage,
+};
 pub use spec::{
     Backoff, ChildSpec, Criticality, RestartBudget, RestartPolicy, Rlimit, SpecError, StopSignal,
     Umask, parse_duration,

@@ -11,7 +11,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use serde::{Deserialize, Deserializer};
 
-use super::ChildId;
+use super::{Bytes, CgroupLimits, ChildId, CpuMax};
 
 /// What happens when a child's process exits on its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -243,6 +243,18 @@ pub struct ChildSpec {
     /// `rlimits = { nofile = 4096, core = 0 }`.
     #[serde(default)]
     pub rlimits: BTreeMap<Rlimit, u64>,
+    /// cgroup `memory.max` (`"512M"`); cgroup containment only.
+    #[serde(default)]
+    pub memory_max: Option<Bytes>,
+    /// cgroup `cpu.max` as a percentage of one CPU (`"50%"`).
+    #[serde(default)]
+    pub cpu_max: Option<CpuMax>,
+    /// cgroup `cpu.weight`, 1-10000.
+    #[serde(default)]
+    pub cpu_weight: Option<u16>,
+    /// cgroup `pids.max`: processes and threads of the child together.
+    #[serde(default)]
+    pub pids_max: Option<u64>,
 }
 
 /// A file mode creation mask: octal permission bits, at most `0777`.
@@ -364,6 +376,20 @@ impl ChildSpec {
             group: None,
             umask: None,
             rlimits: BTreeMap::new(),
+            memory_max: None,
+            cpu_max: None,
+            cpu_weight: None,
+            pids_max: None,
+        }
+    }
+
+    /// The limits the child's cgroup enforces.
+    pub fn limits(&self) -> CgroupLimits {
+        CgroupLimits {
+            memory_max: self.memory_max,
+            cpu_max: self.cpu_max,
+            cpu_weight: self.cpu_weight,
+            pids_max: self.pids_max,
         }
     }
 
@@ -443,6 +469,15 @@ impl ChildSpec {
                     "names must be non-empty without '=' and values without NUL bytes",
                 ));
             }
+        }
+        if self.cpu_weight.is_some_and(|w| !(1..=10_000).contains(&w)) {
+            return Err(SpecError::new("cpu_weight", "must be between 1 and 10000"));
+        }
+        if self.pids_max == Some(0) {
+            return Err(SpecError::new("pids_max", "must be at least 1"));
+        }
+        if self.memory_max.is_some_and(|m| m.0 < 1 << 20) {
+            return Err(SpecError::new("memory_max", "must be at least 1M"));
         }
         if let Some(tag) = self
             .tags

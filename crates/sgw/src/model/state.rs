@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use nix::sys::signal::Signal;
 
-use super::{ChildId, ChildSpec};
+use super::{ChildId, ChildSpec, ResourceUsage};
 
 /// Where a child is in its lifecycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -275,5 +275,8 @@ pub struct ChildRecord {
     /// Human-readable why: the quarantine reason (with the failure that
     /// ended the budget), the dependencies awaited and why, the spawn error.
     pub detail: String,
+    /// What its processes use, measured for this snapshot (none without a
+    /// process, or where nothing could be read).
+    pub usage: Option<ResourceUsage>,
     pub spec: Arc<ChildSpec>,
 }
