@@ -212,6 +212,11 @@ impl Supervisor {
             .send(Envelope { op, reply })
             .await
             .map_err(|_| self.not_found(id))?;
+        // An envelope can land in the inbox just after the child task
+        // drained it on its way out (a racing Remove). It is dropped, and
+        // `answer` fails, only once the last sender is gone: holding this
+        // clone across the wait would keep it alive forever.
+        drop(inbox);
         answer.await.map_err(|_| self.not_found(id))?
     }
 
