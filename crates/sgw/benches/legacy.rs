@@ -94,7 +94,8 @@ fn adapter() -> Arc<Adapter<Supervisor>> {
             ..EngineConfig::default()
         },
         ChildSet::new(vec![]).expect("empty set"),
-    );
+    )
+    .expect("supervisor starts");
     let id = ChildId::new("bench").expect("id");
     for generation in 0..100 {
         supervisor.events().publish(Event::child(

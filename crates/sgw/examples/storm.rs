@@ -62,7 +62,7 @@ async fn command(sup: &Supervisor, command: Command) -> Result<(), Error> {
 
 async fn run(calls: usize) -> Result<(), Error> {
     let specs = (0..CHILDREN).map(crasher).collect::<Result<Vec<_>, _>>()?;
-    let sup = Supervisor::start(EngineConfig::default(), ChildSet::new(specs)?);
+    let sup = Supervisor::start(EngineConfig::default(), ChildSet::new(specs)?)?;
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("sgw.sock");
     let listener = tokio::net::UnixListener::bind(&path)?;

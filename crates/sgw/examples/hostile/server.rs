@@ -53,6 +53,8 @@ impl Server {
         let mut child = Command::new(binary)
             .args(["serve", "--config"])
             .arg(&config_path)
+            // Its own state directory (a version without one ignores it).
+            .env("SGW_STATE_DIR", dir.path().join("state"))
             // Both versions log at their default level (info).
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())

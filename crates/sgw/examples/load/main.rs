@@ -201,6 +201,7 @@ fn spawn_sgw(dir: &Path, name: &str) -> Result<(Server, Duration), Error> {
         .arg(&config)
         .arg("--socket")
         .arg(&socket)
+        .env("SGW_STATE_DIR", dir.join(format!("{name}.state")))
         .env("RUST_LOG", "error")
         .stdout(Stdio::null())
         .spawn()?;
@@ -398,7 +399,7 @@ async fn event_stream(settings: &Settings, dir: &Path, subscribers: usize) -> Re
             ..EngineConfig::default()
         },
         ChildSet::new(vec![])?,
-    );
+    )?;
     let stop = tokio_util::sync::CancellationToken::new();
     // One uid opens every subscriber here: lift the per-uid stream cap.
     let limits = Limits {

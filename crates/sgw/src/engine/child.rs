@@ -122,6 +122,7 @@ impl ChildTask {
             budget: RestartTracker::default().status(&spec.restart_budget, Instant::now()),
             since: now,
             detail: detail.clone(),
+            usage: None,
             spec: Arc::clone(&spec),
         };
         let (record, receiver) = watch::channel(initial);
@@ -353,7 +354,14 @@ impl ChildTask {
 
     async fn spawn(&mut self) {
         self.generation += 1;
-        match Process::spawn(&self.spec, self.generation, &self.ctx.logs).await {
+        match Process::spawn(
+            &self.spec,
+            self.generation,
+            &self.ctx.containment,
+            &self.ctx.logs,
+        )
+        .await
+        {
             Ok(process) => {
                 let pid = process.pid();
                 self.detail.clear();
@@ -453,6 +461,13 @@ impl ChildTask {
     }
 
     fn exited(&mut self, process: &Process, exit: Exit) {
+        if let Some(oom_kills) = process.oom_kills() {
+            self.emit(EventKind::OomKilled {
+                generation: process.generation,
+                oom_kills,
+                memory_max: self.spec.memory_max,
+            });
+        }
         self.last_exit = Some(exit);
         self.emit(EventKind::ChildExited {
             generation: process.generation,
@@ -515,6 +530,7 @@ impl ChildTask {
                 .status(&self.spec.restart_budget, Instant::now()),
             since: self.since,
             detail: self.detail.clone(),
+            usage: None,
             spec: Arc::clone(&self.spec),
         };
         self.record.send_replace(record);

@@ -3,12 +3,14 @@
 
 mod capture;
 mod child;
+pub mod containment;
 mod dependencies;
 mod policy;
 mod process;
 mod topology;
 
 use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::SystemTime;
@@ -26,8 +28,13 @@ use crate::control::{
     TargetInfo,
 };
 use crate::journal::{EventJournal, LogJournal};
-use crate::model::{ChildId, ChildRecord, ChildSpec, CommandKind, Event, EventKind, SpecError};
+use crate::model::{
+    ChildId, ChildRecord, ChildSpec, CommandKind, ContainmentPreference, Event, EventKind,
+    SpecError,
+};
 use child::{ChildTask, Envelope, Op};
+use containment::Containment;
+pub use containment::ContainmentError;
 
 /// What the engine needs besides its children.
 #[derive(Debug, Clone)]
@@ -42,6 +49,11 @@ pub struct EngineConfig {
     /// next start finds what a crash left behind. `None`: nothing is
     /// recorded (leftovers of a crash are not found).
     pub state_dir: Option<PathBuf>,
+    /// Make this process a child subreaper and reap every orphan it
+    /// adopts (also as PID 1). Process-wide, so it is the process owner's
+    /// call: the `sgw` binary turns it on; an embedding application that
+    /// forks other children of its own must reap them itself too.
+    pub adopt_orphans: bool,
 }
 
 impl Default for EngineConfig {
@@ -53,6 +65,7 @@ impl Default for EngineConfig {
             logs_capacity: 65_536,
             containment: ContainmentPreference::Auto,
             state_dir: None,
+            adopt_orphans: false,
         }
     }
 }
@@ -108,6 +121,7 @@ pub(crate) struct Context {
     tree_lock: Mutex<()>,
     terminated: CancellationToken,
     next_command: AtomicU64,
+    containment: Containment,
 }
 
 impl Context {
@@ -142,15 +156,30 @@ impl std::fmt::Debug for Supervisor {
 }
 
 impl Supervisor {
-    /// Starts every child of `children` (each after its dependencies).
-    /// Must be called inside a tokio runtime.
-    pub fn start(config: EngineConfig, children: ChildSet) -> Self {
+    /// Sets up containment (killing what a previous instance left behind,
+    /// reported as `leftover_killed` events), then starts every child of
+    /// `children`, each after its dependencies. Must be called inside a
+    /// tokio runtime. Fails when the state directory is locked by another
+    /// instance or cannot be written, or when `containment = "cgroup"` is
+    /// asked for where cgroups are not usable.
+    pub fn start(config: EngineConfig, children: ChildSet) -> Result<Self, ContainmentError> {
+        let containment = Containment::establish(
+            config.containment,
+            config.state_dir.as_deref(),
+            &config.target_id,
+        )?;
+        if config.adopt_orphans {
+            containment::adopt_orphans().map_err(ContainmentError::Spawner)?;
+        }
+        tracing::info!(containment = %containment.info(), "children are contained");
+        let leftovers = containment.take_leftovers();
         let ctx = Arc::new(Context {
             target: TargetInfo {
                 target_id: config.target_id,
                 display_name: config.display_name,
                 server_version: env!("CARGO_PKG_VERSION").to_owned(),
                 supported_commands: CommandKind::ALL.to_vec(),
+                containment: containment.info().clone(),
             },
             events: EventJournal::new(config.events_capacity),
             logs: LogJournal::new(config.logs_capacity),
@@ -161,14 +190,34 @@ impl Supervisor {
             tree_lock: Mutex::new(()),
             terminated: CancellationToken::new(),
             next_command: AtomicU64::new(1),
+            containment,
         });
+        for event in leftovers {
+            if let EventKind::LeftoverKilled {
+                processes,
+                found_in,
+            } = &event.kind
+            {
+                let list: Vec<String> = processes
+                    .iter()
+                    .map(|p| format!("{} ({})", p.pid, p.command))
+                    .collect();
+                tracing::warn!(
+                    child = ?event.child_id.as_ref().map(ChildId::as_str),
+                    found_in,
+                    "killed what a previous instance left running: {}",
+                    list.join(", ")
+                );
+            }
+            ctx.events.publish(event);
+        }
         let supervisor = Self { ctx };
         let mut registry = supervisor.ctx.write();
         for spec in children.into_specs() {
             supervisor.insert(&mut registry, spec);
         }
         drop(registry);
-        supervisor
+        Ok(supervisor)
     }
 
     /// Registers a child and starts its task. The caller holds the write
@@ -309,6 +358,7 @@ impl Supervisor {
                 };
                 if let Some(handle) = handle {
                     let _ = handle.task.await;
+                    self.ctx.containment.forget(&id);
                     self.ctx.state_changed();
                 }
                 result.map(|(outcome, _)| (outcome, None))
@@ -365,6 +415,7 @@ impl Supervisor {
             futures_util::future::join_all(stops).await;
         }
         self.ctx.write().order.clear();
+        self.ctx.containment.close();
         self.ctx.state_changed();
         self.ctx
             .events
@@ -471,7 +522,7 @@ impl ControlPlane for Supervisor {
 
     async fn state(&self) -> StateSnapshot {
         let state_generation = self.ctx.state_generation.load(Ordering::Acquire);
-        let children = {
+        let mut children: Vec<ChildRecord> = {
             let registry = self.ctx.read();
             registry
                 .order
@@ -480,6 +531,7 @@ impl ControlPlane for Supervisor {
                 .map(|h| h.record.borrow().clone())
                 .collect()
         };
+        self.ctx.containment.measure(&mut children);
         StateSnapshot {
             children,
             state_generation,
@@ -491,12 +543,18 @@ impl ControlPlane for Supervisor {
     }
 
     async fn child(&self, id: &ChildId) -> Result<ChildRecord, ControlError> {
-        let registry = self.ctx.read();
-        registry
-            .children
-            .get(id)
-            .map(|h| h.record.borrow().clone())
-            .ok_or_else(|| self.not_found_in(&registry, id))
+        let mut record = {
+            let registry = self.ctx.read();
+            registry
+                .children
+                .get(id)
+                .map(|h| h.record.borrow().clone())
+                .ok_or_else(|| self.not_found_in(&registry, id))?
+        };
+        self.ctx
+            .containment
+            .measure(std::slice::from_mut(&mut record));
+        Ok(record)
     }
 
     async fn execute(&self, request: CommandRequest) -> Result<CommandReport, ControlError> {

@@ -1,18 +1,20 @@
-//! One spawned process: its own process group, a parent-death signal, its
-//! output captured, and a stop that escalates to SIGKILL for the whole group.
+//! One spawned process: its containment unit (cgroup, or process group
+//! and marker), a parent-death signal, its output captured, and a stop
+//! that gives every member its grace and then kills whatever is left.
 
 use std::ffi::CString;
 use std::io;
+use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use tokio::process::{Child, Command};
 
 use super::capture::capture;
+use super::containment::{self, Containment, MARKER, Placement, Unit};
 use crate::journal::LogJournal;
 use crate::model::{ChildSpec, Exit, LogStream, Rlimit, SpawnError, SpawnStage, StopSignal};
 
@@ -20,13 +22,20 @@ use crate::model::{ChildSpec, Exit, LogStream, Rlimit, SpawnError, SpawnStage, S
 /// inherited listener, never a child's.
 const SOCKET_ACTIVATION_VARS: [&str; 3] = ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"];
 
+/// How long the members left after the main process exited get to die
+/// once SIGKILLed, before the run counts as over anyway.
+const KILL_SETTLE: Duration = Duration::from_secs(1);
+
 /// A live (or just exited, not yet cleaned up) process of a child.
 #[derive(Debug)]
 pub struct Process {
     child: Child,
     pid: u32,
+    unit: Unit,
     pub generation: u64,
     pub started: Instant,
+    /// OOM kills of the unit when the process was spawned.
+    oom_baseline: Option<u64>,
     reaped: bool,
 }
 
@@ -34,21 +43,22 @@ pub struct Process {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stopped {
     pub exit: Exit,
-    /// The stop timeout passed and the group was SIGKILLed.
+    /// The stop timeout passed and the remaining members were SIGKILLed.
     pub escalated: bool,
 }
 
 impl Process {
-    /// Spawns the child's command. A failure says which step failed and on
-    /// what path: `chdir` (the `cwd`) or `exec` (the program).
+    /// Spawns the child's command into its unit. A failure says which step
+    /// failed and on what path: `cgroup`, `setrlimit`, `setuid`, `chdir`
+    /// (the `cwd`) or `exec` (the program).
     ///
-    /// fork + exec takes about a millisecond of the calling thread and
-    /// blocks it until the exec is done; it runs on the blocking pool, so a
-    /// crash storm of children never stalls the runtime workers that serve
-    /// the control plane.
+    /// The fork runs on the containment's spawner thread, so a crash storm
+    /// of children never stalls the runtime workers serving the control
+    /// plane.
     pub async fn spawn(
         spec: &ChildSpec,
         generation: u64,
+        containment: &Containment,
         logs: &LogJournal,
     ) -> Result<Process, SpawnError> {
         let Some((program, args)) = spec.command.split_first() else {
@@ -58,14 +68,17 @@ impl Process {
                 message: "empty command".to_owned(),
             });
         };
+        let placement = containment.place(spec)?;
         let mut command = Command::new(program);
         command
             .args(args)
             .envs(&spec.env)
+            .env(MARKER, &placement.marker)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            // Its own group, so a stop reaches everything it forked.
+            // Its own group, so a stop reaches everything it forked even
+            // without a cgroup.
             .process_group(0)
             .kill_on_drop(true);
         // Socket activation is ours, not the children's.
@@ -73,17 +86,17 @@ impl Process {
             command.env_remove(name);
         }
         die_with_parent(&mut command);
-        // Limits, then the user: chdir happens as the child's own user.
+        // The cgroup first (joining it may need our privileges), then
+        // limits, then the user: chdir happens as the child's own user.
+        join_cgroup(&mut command, &placement);
         set_limits(&mut command, spec);
         take_credentials(&mut command, spec)?;
         if let Some(cwd) = &spec.cwd {
             change_dir(&mut command, cwd)?;
         }
-        let spawned = tokio::task::spawn_blocking(move || command.spawn())
-            .await
-            .unwrap_or_else(|join| Err(io::Error::other(join)));
-        let mut child =
-            spawned.map_err(|error| spawn_error(&error, program, spec.cwd.as_deref()))?;
+        let spawned = containment.spawn(command).await;
+        let mut child = spawned
+            .map_err(|error| spawn_error(&error, program, spec.cwd.as_deref(), &placement))?;
         let pid = child.id().ok_or_else(|| SpawnError {
             stage: SpawnStage::Exec,
             path: PathBuf::from(program),
@@ -109,11 +122,15 @@ impl Process {
                 logs,
             ));
         }
+        let unit = placement.unit(pid);
+        let oom_baseline = unit.oom_kills();
         Ok(Process {
             child,
             pid,
+            unit,
             generation,
             started: Instant::now(),
+            oom_baseline,
             reaped: false,
         })
     }
@@ -122,45 +139,66 @@ impl Process {
         self.pid
     }
 
-    /// Waits for the process to exit on its own. Cancel-safe. Whatever the
-    /// process left behind in its group is killed: no orphans.
+    /// OOM kills in the unit since the process was spawned (cgroup mode
+    /// with the memory controller; `None` elsewhere or when there were
+    /// none).
+    pub fn oom_kills(&self) -> Option<u64> {
+        let now = self.unit.oom_kills()?;
+        let new = now.saturating_sub(self.oom_baseline.unwrap_or(0));
+        (new > 0).then_some(now)
+    }
+
+    /// Waits for the process to exit on its own. Cancel-safe. Whatever it
+    /// left behind in its unit is killed: no orphans.
     pub async fn wait(&mut self) -> Exit {
         let exit = self.reap().await;
-        self.signal_group(Signal::SIGKILL);
+        if !self.unit.is_empty() {
+            self.unit.kill();
+            let settle = tokio::time::Instant::now() + KILL_SETTLE;
+            let _ = tokio::time::timeout_at(settle, self.emptied()).await;
+        }
         exit
     }
 
-    /// Waits for the leader's exit status, leaving the rest of the group
-    /// alone. Cancel-safe.
+    /// Waits for the main process's exit status, leaving the rest of the
+    /// unit alone. Cancel-safe.
     async fn reap(&mut self) -> Exit {
         let exit = match self.child.wait().await {
             Ok(status) => Exit::from_status(status),
             // Only possible if the process was reaped behind our back.
             Err(_) => Exit::Code(-1),
         };
-        self.reaped = true;
+        if !self.reaped {
+            self.reaped = true;
+            containment::disown(self.pid);
+        }
         exit
     }
 
-    /// Sends `signal` to the whole group and gives the whole group
+    /// Sends `signal` to every member of the unit and gives all of them
     /// `timeout` to exit: a worker that needs its grace gets it even when
-    /// its parent (the group leader) exits at once. Whatever is left at the
-    /// deadline is SIGKILLed.
+    /// its parent (the main process) exits at once. Whatever is left at the
+    /// deadline is SIGKILLed (`cgroup.kill` in cgroup mode).
     pub async fn stop(&mut self, signal: StopSignal, timeout: Duration) -> Stopped {
         let deadline = tokio::time::Instant::now() + timeout;
-        self.signal_group(signal.0);
+        self.unit.signal(signal.0);
         let Ok(exit) = tokio::time::timeout_at(deadline, self.reap()).await else {
-            self.signal_group(Signal::SIGKILL);
+            self.unit.kill();
+            let exit = self.reap().await;
+            let settle = tokio::time::Instant::now() + KILL_SETTLE;
+            let _ = tokio::time::timeout_at(settle, self.emptied()).await;
             return Stopped {
-                exit: self.reap().await,
+                exit,
                 escalated: true,
             };
         };
-        let emptied = tokio::time::timeout_at(deadline, self.group_emptied())
+        let emptied = tokio::time::timeout_at(deadline, self.emptied())
             .await
             .is_ok();
         if !emptied {
-            self.signal_group(Signal::SIGKILL);
+            self.unit.kill();
+            let settle = tokio::time::Instant::now() + KILL_SETTLE;
+            let _ = tokio::time::timeout_at(settle, self.emptied()).await;
         }
         Stopped {
             exit,
@@ -168,67 +206,50 @@ impl Process {
         }
     }
 
-    /// Resolves once no live process is left in the group. The kernel
-    /// offers no event for that (cgroups do), so this polls `/proc`, only
-    /// during a stop's grace period. Zombies count as gone: an orphan that
-    /// exited is waiting for whoever adopted it, not for us.
-    async fn group_emptied(&self) {
-        const POLL: Duration = Duration::from_millis(10);
-        while group_has_live_members(self.pid) {
-            tokio::time::sleep(POLL).await;
+    /// Resolves once no live member is left. Polls (cgroup.events or
+    /// /proc), only while a stop or cleanup is under way.
+    async fn emptied(&self) {
+        let poll = self.unit.poll_interval();
+        while !self.unit.is_empty() {
+            tokio::time::sleep(poll).await;
         }
-    }
-
-    fn signal_group(&self, signal: Signal) {
-        let Ok(pgid) = i32::try_from(self.pid) else {
-            return;
-        };
-        // ESRCH (group already empty) is the normal case after an exit.
-        let _ = killpg(Pid::from_raw(pgid), signal);
     }
 }
 
 impl Drop for Process {
     /// A process dropped without being waited for (its owner task was
-    /// cancelled) takes its whole group with it.
+    /// cancelled) takes its whole unit with it.
     fn drop(&mut self) {
         if !self.reaped {
-            self.signal_group(Signal::SIGKILL);
+            self.unit.kill();
         }
     }
 }
 
-/// Whether any process but a zombie has process group `pgid`. The cheap
-/// `kill(-pgid, 0)` settles the common case (group gone); only a group
-/// that still has members (maybe only zombies) costs a `/proc/*/stat` scan
-/// (fields 3 and 5, after the parenthesized name).
-fn group_has_live_members(pgid: u32) -> bool {
-    let has_members = i32::try_from(pgid).is_ok_and(|g| killpg(Pid::from_raw(g), None).is_ok());
-    if !has_members {
-        return false;
-    }
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return true;
+/// Joins the child to its cgroup before anything else runs in it: one
+/// `write("0")` to `cgroup.procs`, opened before the fork.
+#[allow(unsafe_code)]
+fn join_cgroup(command: &mut Command, placement: &Placement) {
+    let Some((_, procs)) = &placement.cgroup else {
+        return;
     };
-    entries.flatten().any(|entry| {
-        let is_pid = entry
-            .file_name()
-            .to_str()
-            .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()));
-        if !is_pid {
-            return false;
-        }
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            return false;
-        };
-        let Some(after_name) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
-            return false;
-        };
-        let mut fields = after_name.split_whitespace();
-        let state = fields.next();
-        let group = fields.nth(1).and_then(|g| g.parse::<u32>().ok());
-        group == Some(pgid) && state != Some("Z")
-    })
+    let fd = procs.as_raw_fd();
+    // SAFETY: the closure runs in the forked child before exec. It makes
+    // one async-signal-safe system call (write) on a descriptor opened
+    // before the fork and kept open by `placement` until the spawn
+    // returns; it does not allocate, even on its error path.
+    unsafe {
+        command.pre_exec(move || {
+            let written = nix::libc::write(fd, b"0".as_ptr().cast(), 1);
+            if written == 1 {
+                Ok(())
+            } else {
+                Err(io::Error::from_raw_os_error(
+                    CGROUP_TAG | nix::errno::Errno::last_raw(),
+                ))
+            }
+        });
+    }
 }
 
 /// Marks an error of the `chdir` the child makes before `exec`. std hands
@@ -238,6 +259,7 @@ fn group_has_live_members(pgid: u32) -> bool {
 const CHDIR_TAG: i32 = 0x0001_0000;
 const SETUID_TAG: i32 = 0x0002_0000;
 const LIMITS_TAG: i32 = 0x0003_0000;
+const CGROUP_TAG: i32 = 0x0004_0000;
 const TAG_MASK: i32 = 0x7fff_0000;
 
 /// Changes to `cwd` in the child, before `exec`, with its errors tagged as
@@ -373,9 +395,23 @@ fn take_credentials(command: &mut Command, spec: &ChildSpec) -> Result<(), Spawn
 
 /// What a failed `spawn` means: a tagged error is the step's, anything else
 /// is exec's (or the fork's, which std does not tell apart).
-fn spawn_error(error: &io::Error, program: &str, cwd: Option<&Path>) -> SpawnError {
+fn spawn_error(
+    error: &io::Error,
+    program: &str,
+    cwd: Option<&Path>,
+    placement: &Placement,
+) -> SpawnError {
     let describe = |code: i32| nix::errno::Errno::from_raw(code).desc().to_owned();
     match error.raw_os_error() {
+        Some(raw) if raw & TAG_MASK == CGROUP_TAG => SpawnError {
+            stage: SpawnStage::Cgroup,
+            path: placement
+                .cgroup
+                .as_ref()
+                .map(|(cgroup, _)| cgroup.path.clone())
+                .unwrap_or_default(),
+            message: describe(raw & !TAG_MASK),
+        },
         Some(raw) if raw & TAG_MASK == SETUID_TAG => SpawnError {
             stage: SpawnStage::Setuid,
             path: PathBuf::from(program),
@@ -404,9 +440,11 @@ fn spawn_error(error: &io::Error, program: &str, cwd: Option<&Path>) -> SpawnErr
     }
 }
 
-/// Makes the child receive SIGKILL when the supervisor dies, so children
-/// never outlive a crashed supervisor. (Linux delivers it when the spawning
-/// thread exits; tokio's worker threads live as long as the runtime.)
+/// Makes the child receive SIGKILL when the supervisor dies, so the main
+/// processes never outlive a crashed supervisor (their descendants are
+/// found by the next start, see `containment`). Linux delivers it when the
+/// *forking thread* exits: the spawner thread lives as long as the
+/// supervisor.
 #[allow(unsafe_code)]
 fn die_with_parent(command: &mut Command) {
     let parent = nix::unistd::getpid();

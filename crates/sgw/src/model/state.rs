@@ -110,6 +110,9 @@ pub enum SpawnStage {
     Setuid,
     /// Setting its `umask` and `rlimits` (systemd's `205/LIMITS`).
     Limits,
+    /// Making or joining its cgroup, or setting its cgroup limits
+    /// (systemd's `219/CGROUP`).
+    Cgroup,
 }
 
 impl SpawnStage {
@@ -119,6 +122,7 @@ impl SpawnStage {
             SpawnStage::Exec => "exec",
             SpawnStage::Setuid => "setuid",
             SpawnStage::Limits => "setrlimit",
+            SpawnStage::Cgroup => "cgroup",
         }
     }
 }
