@@ -41,6 +41,16 @@ pub enum Commands {
         config: Option<PathBuf>,
         #[arg(long, value_name = "PATH", env = "SGW_SOCKET")]
         socket: Option<PathBuf>,
+        /// Where this instance records what it started, so the next start
+        /// kills what a crash left behind ("" for none) [default: the
+        /// config's supervisor.state_dir, else $XDG_STATE_HOME/sgw/TARGET,
+        /// /var/lib/sgw/TARGET for root, ~/.local/state/sgw/TARGET]
+        #[arg(long, value_name = "PATH", env = "SGW_STATE_DIR")]
+        state_dir: Option<PathBuf>,
+        /// Record nothing: no state directory, whatever else says so
+        /// (the leftovers of a crash are not found at the next start).
+        #[arg(long)]
+        ephemeral: bool,
         /// Diagnostics format on stderr (filter with RUST_LOG).
         #[arg(long, value_enum, default_value_t)]
         log_format: LogFormat,
@@ -58,8 +68,18 @@ pub fn run(cli: Cli) -> ExitCode {
         Commands::Serve {
             config,
             socket,
+            state_dir,
+            ephemeral,
             log_format,
-        } => serve::run(config, socket, log_format),
+        } => serve::run(
+            config,
+            serve::Flags {
+                socket,
+                state_dir,
+                ephemeral,
+            },
+            log_format,
+        ),
         Commands::CheckConfig { file } => {
             match Config::load(&file).and_then(|config| {
                 // Resolved as `serve` would (from here), so the path shown

@@ -11,9 +11,9 @@ use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::EnvFilter;
 
 use super::{EXIT_FAILED, EXIT_USAGE, LogFormat};
-use crate::config::Config;
+use crate::config::{Config, StateDir};
 use crate::control::ControlPlane;
-use crate::engine::Supervisor;
+use crate::engine::{EngineConfig, Supervisor};
 use crate::gateway::{self, GatewayOptions, Limits};
 use crate::security::Security;
 use crate::transport::legacy::LegacyOptions;
@@ -35,7 +35,18 @@ fn init_tracing(format: LogFormat) -> WorkerGuard {
     guard
 }
 
-pub fn run(config: Option<PathBuf>, socket: Option<PathBuf>, log_format: LogFormat) -> ExitCode {
+/// What `serve`'s flags (and their environment variables) override.
+#[derive(Debug, Default)]
+pub struct Flags {
+    /// `--socket` / `$SGW_SOCKET`.
+    pub socket: Option<PathBuf>,
+    /// `--state-dir` / `$SGW_STATE_DIR`.
+    pub state_dir: Option<PathBuf>,
+    /// `--ephemeral`: no state directory at all.
+    pub ephemeral: bool,
+}
+
+pub fn run(config: Option<PathBuf>, flags: Flags, log_format: LogFormat) -> ExitCode {
     let _log_writer = init_tracing(log_format);
     let config = match config {
         Some(path) => Config::load(&path),
@@ -62,7 +73,7 @@ pub fn run(config: Option<PathBuf>, socket: Option<PathBuf>, log_format: LogForm
             return ExitCode::from(EXIT_FAILED);
         }
     };
-    runtime.block_on(serve(config, socket))
+    runtime.block_on(serve(config, flags))
 }
 
 /// A server holding one descriptor per connection should not stop at the
@@ -76,14 +87,33 @@ fn raise_fd_limit() {
     }
 }
 
-async fn serve(config: Config, socket_flag: Option<PathBuf>) -> ExitCode {
-    let socket = match config.socket_path(socket_flag) {
+async fn serve(config: Config, flags: Flags) -> ExitCode {
+    let socket = match config.socket_path(flags.socket) {
         Ok(socket) => socket,
         Err(error) => {
             eprintln!("error: cannot resolve the socket path: {error}");
             return ExitCode::from(EXIT_USAGE);
         }
     };
+    let state_dir = match config.state_dir(flags.state_dir.as_deref(), flags.ephemeral) {
+        Ok(state_dir) => state_dir,
+        Err(error) => {
+            eprintln!("error: cannot resolve the state directory: {error}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    match &state_dir {
+        Some(dir) => tracing::debug!(state_dir = %dir.display(), "state directory"),
+        // Asked for (--ephemeral, an empty --state-dir, state_dir = "").
+        None if flags.ephemeral
+            || flags.state_dir.is_some()
+            || config.supervisor.state_dir != StateDir::Default => {}
+        None => tracing::warn!(
+            "no state directory: not root, and neither XDG_STATE_HOME nor HOME is an absolute \
+             path; processes a crash leaves behind will not be found at the next start \
+             (set --state-dir or [supervisor] state_dir)"
+        ),
+    }
     let (listener, guard, path) = match gateway::bind(&config.gateway, socket) {
         Ok(parts) => parts,
         Err(error) => {
@@ -106,7 +136,18 @@ async fn serve(config: Config, socket_flag: Option<PathBuf>) -> ExitCode {
         return ExitCode::from(EXIT_FAILED);
     };
 
-    let supervisor = Supervisor::start(config.engine_config(), config.children.clone());
+    let engine = EngineConfig {
+        // The daemon owns its process: it reaps every orphan it adopts.
+        adopt_orphans: true,
+        ..config.engine_config(state_dir)
+    };
+    let supervisor = match Supervisor::start(engine, config.children.clone()) {
+        Ok(supervisor) => supervisor,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(EXIT_FAILED);
+        }
+    };
     let limits = Limits::from_config(&config.gateway);
     let stopping = CancellationToken::new();
     let options = GatewayOptions {

@@ -8,6 +8,7 @@ mod gateway;
 mod registration;
 mod security;
 mod socket;
+mod supervisor;
 
 use std::fmt;
 use std::ops::Range;
@@ -23,9 +24,10 @@ pub use security::{
     SecurityConfig,
 };
 pub use socket::{BindMode, SocketMode, SocketSettingError, default_socket_path};
+pub use supervisor::{StateDir, SupervisorConfig, default_state_dir};
 
 use crate::engine::{ChildSet, EngineConfig};
-use crate::model::{ChildSpec, SpecError};
+use crate::model::{ChildSpec, ContainmentPreference, SpecError};
 
 /// A loaded, validated configuration.
 #[derive(Debug, Clone)]
@@ -34,6 +36,7 @@ pub struct Config {
     pub journal: JournalConfig,
     pub registration: RegistrationConfig,
     pub security: SecurityConfig,
+    pub supervisor: SupervisorConfig,
     pub children: ChildSet,
     /// What is legal but probably not meant (a dependency on an
     /// `autostart = false` child), located like errors. `check-config`
@@ -52,6 +55,8 @@ struct RawConfig {
     registration: RegistrationConfig,
     #[serde(default)]
     security: SecurityConfig,
+    #[serde(default)]
+    supervisor: SupervisorConfig,
     #[serde(default, rename = "child")]
     children: Vec<toml::Spanned<ChildSpec>>,
 }
@@ -101,8 +106,16 @@ impl Config {
             position: span.map(|span| line_column(text, span.start)),
             message,
         };
-        let raw: RawConfig = toml::from_str(text)
-            .map_err(|error| at(error.span(), error.message().trim().to_owned()))?;
+        let raw: RawConfig = toml::from_str(text).map_err(|error| {
+            let message = error.message().trim();
+            // A value its type refuses ("12X", 70000 for a u16) is named
+            // by its key unless the message already says it.
+            let message = match error.span().and_then(|span| key_of_value(text, span.start)) {
+                Some(key) if !names(message, key) => format!("{key}: {message}"),
+                _ => message.to_owned(),
+            };
+            at(error.span(), message)
+        })?;
         raw.gateway
             .validate()
             .map_err(|message| at(None, format!("[gateway] {message}")))?;
@@ -115,6 +128,9 @@ impl Config {
         raw.registration
             .validate()
             .map_err(|message| at(None, format!("[registration] {message}")))?;
+        raw.supervisor
+            .validate()
+            .map_err(|message| at(None, format!("[supervisor] {message}")))?;
         if raw.registration.relay_socket.is_some() && raw.gateway.legacy == LegacyMode::Off {
             return Err(at(
                 None,
@@ -143,6 +159,23 @@ impl Config {
             ),
         };
         let children = ChildSet::new(specs).map_err(|e| child_problem(e.index, &e.error))?;
+        // A limit only a cgroup enforces, where cgroups are ruled out: the
+        // child could never start.
+        if raw.supervisor.containment == ContainmentPreference::Subreaper
+            && let Some((index, field)) = children
+                .specs()
+                .iter()
+                .enumerate()
+                .find_map(|(index, spec)| first_limit(spec).map(|field| (index, field)))
+        {
+            return Err(child_problem(
+                index,
+                &SpecError::new(
+                    field,
+                    "needs cgroup containment, but [supervisor] containment is \"subreaper\"",
+                ),
+            ));
+        }
         let warnings = children
             .warnings()
             .iter()
@@ -153,12 +186,14 @@ impl Config {
             journal: raw.journal,
             registration: raw.registration,
             security: raw.security,
+            supervisor: raw.supervisor,
             children,
             warnings,
         })
     }
 
-    pub fn engine_config(&self) -> EngineConfig {
+    /// The engine's settings; `state_dir` as resolved by [`Self::state_dir`].
+    pub fn engine_config(&self, state_dir: Option<PathBuf>) -> EngineConfig {
         EngineConfig {
             target_id: self.gateway.target_id.clone(),
             display_name: self
@@ -168,7 +203,23 @@ impl Config {
                 .unwrap_or_else(|| self.gateway.target_id.clone()),
             events_capacity: self.journal.events_capacity,
             logs_capacity: self.journal.logs_capacity,
+            containment: self.supervisor.containment,
+            state_dir,
+            adopt_orphans: false,
         }
+    }
+
+    /// The state directory to use: none with `--ephemeral`; else
+    /// `--state-dir` (or `$SGW_STATE_DIR`, which clap reads into `flag`;
+    /// empty means none) made absolute against the current directory;
+    /// else `[supervisor] state_dir` (`""`: none); else
+    /// [`default_state_dir`] for the target.
+    pub fn state_dir(
+        &self,
+        flag: Option<&Path>,
+        ephemeral: bool,
+    ) -> std::io::Result<Option<PathBuf>> {
+        supervisor::resolve_state_dir(&self.supervisor, &self.gateway.target_id, flag, ephemeral)
     }
 
     /// The socket to serve on: `--socket`, else the config's, else the
@@ -182,6 +233,19 @@ impl Config {
             .unwrap_or_else(default_socket_path);
         std::path::absolute(path)
     }
+}
+
+/// The first cgroup limit `spec` sets, by key.
+fn first_limit(spec: &ChildSpec) -> Option<&'static str> {
+    let limits = spec.limits();
+    [
+        ("memory_max", limits.memory_max.is_some()),
+        ("cpu_max", limits.cpu_max.is_some()),
+        ("cpu_weight", limits.cpu_weight.is_some()),
+        ("pids_max", limits.pids_max.is_some()),
+    ]
+    .into_iter()
+    .find_map(|(key, set)| set.then_some(key))
 }
 
 /// Where `field` (`backoff.initial`: the line setting `backoff`, or its
@@ -215,6 +279,31 @@ fn key_offset(text: &str, header: &Range<usize>, field: &str) -> usize {
         offset += line.len();
     }
     header.start
+}
+
+/// The key whose value starts at `offset`: `memory_max` in
+/// `memory_max = "12X"`, `initial` in `backoff = { initial = "x" }`;
+/// `None` when `offset` is not right after a key's `=` on its line (an
+/// unknown key, an array element).
+fn key_of_value(text: &str, offset: usize) -> Option<&str> {
+    let before = text.get(..offset)?;
+    let line = &before[before.rfind('\n').map_or(0, |i| i + 1)..];
+    let (head, gap) = line.rsplit_once('=')?;
+    if !gap.trim().is_empty() {
+        return None;
+    }
+    let key = head
+        .trim_end()
+        .rsplit(|c: char| c == '{' || c == ',' || c.is_whitespace())
+        .next()?;
+    (!key.is_empty()).then_some(key)
+}
+
+/// `message` mentions `key` as a word of its own (`id` is not in `invalid`).
+fn names(message: &str, key: &str) -> bool {
+    message
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
+        .any(|word| word == key)
 }
 
 fn line_column(text: &str, offset: usize) -> (usize, usize) {
@@ -330,6 +419,128 @@ mod tests {
             "{warning}"
         );
         assert!(Config::demo().expect("demo").warnings.is_empty());
+    }
+
+    #[test]
+    fn supervisor_table_is_checked() {
+        let config = Config::parse(
+            "[supervisor]\ncontainment = \"cgroup\"\nstate_dir = \"/srv/sgw/state\"\n",
+            "x.toml",
+        )
+        .expect("valid supervisor");
+        assert_eq!(
+            config.supervisor.containment,
+            crate::model::ContainmentPreference::Cgroup
+        );
+        assert_eq!(
+            config.state_dir(None, false).expect("resolves"),
+            Some(PathBuf::from("/srv/sgw/state"))
+        );
+        assert_eq!(
+            config.engine_config(Some("/x".into())).containment,
+            crate::model::ContainmentPreference::Cgroup
+        );
+        let off = Config::parse("[supervisor]\nstate_dir = \"\"\n", "x.toml").expect("none");
+        assert_eq!(off.supervisor.state_dir, StateDir::Off);
+        assert_eq!(off.state_dir(None, false).expect("resolves"), None);
+        let defaults = Config::parse("", "x.toml").expect("empty file");
+        assert_eq!(defaults.supervisor, SupervisorConfig::default());
+        assert_eq!(
+            defaults.supervisor.containment,
+            crate::model::ContainmentPreference::Auto
+        );
+        for (text, line, needle) in [
+            (
+                "[supervisor]\ncontainment = \"jail\"\n",
+                Some(2),
+                "containment: unknown variant `jail`",
+            ),
+            (
+                "[supervisor]\nstate_dir = 3\n",
+                Some(2),
+                "state_dir: invalid type",
+            ),
+            ("[supervisor]\nstate_dr = \"/x\"\n", Some(2), "state_dr"),
+            (
+                "[supervisor]\nstate_dir = \"state\"\n",
+                None,
+                "[supervisor] state_dir state must be an absolute path",
+            ),
+        ] {
+            let error = Config::parse(text, "x.toml").expect_err(text);
+            assert_eq!(error.position.map(|p| p.0), line, "{error}");
+            assert!(error.to_string().contains(needle), "{error}");
+        }
+    }
+
+    #[test]
+    fn cgroup_limits_of_a_child_are_parsed() {
+        let text = "[[child]]\nid = \"a\"\ncommand = [\"true\"]\nmemory_max = \"512M\"\ncpu_max = \"150%\"\ncpu_weight = 200\npids_max = 64\n\n[[child]]\nid = \"b\"\ncommand = [\"true\"]\nmemory_max = 1073741824\n";
+        let config = Config::parse(text, "x.toml").expect("valid limits");
+        let specs = config.children.specs();
+        assert_eq!(specs[0].memory_max, Some(crate::model::Bytes(512 << 20)));
+        assert_eq!(specs[0].cpu_max.map(|c| c.percent), Some(150));
+        assert_eq!(specs[0].cpu_weight, Some(200));
+        assert_eq!(specs[0].pids_max, Some(64));
+        assert_eq!(specs[0].limits().controllers(), ["memory", "cpu", "pids"]);
+        assert_eq!(specs[1].memory_max, Some(crate::model::Bytes(1 << 30)));
+        assert!(specs[1].limits().cpu_max.is_none());
+    }
+
+    /// A limit that does not parse, or is out of range, is refused at its
+    /// line, naming the key.
+    #[test]
+    fn bad_cgroup_limits_name_the_key_and_line() {
+        let head = "[[child]]\nid = \"a\"\ncommand = [\"true\"]\n";
+        for (key_line, needle) in [
+            ("memory_max = \"12X\"", "memory_max: invalid size \"12X\""),
+            ("memory_max = \"512K\"", "memory_max: must be at least 1M"),
+            ("cpu_max = \"50\"", "invalid cpu_max \"50\""),
+            ("cpu_max = \"0%\"", "invalid cpu_max \"0%\""),
+            ("cpu_weight = 0", "cpu_weight: must be between 1 and 10000"),
+            (
+                "cpu_weight = 20000",
+                "cpu_weight: must be between 1 and 10000",
+            ),
+            ("cpu_weight = 70000", "cpu_weight: invalid value"),
+            ("pids_max = 0", "pids_max: must be at least 1"),
+            ("pids_max = -1", "pids_max: invalid value"),
+        ] {
+            let text = format!("{head}{key_line}\n");
+            let error = Config::parse(&text, "x.toml").expect_err(key_line);
+            let shown = error.to_string();
+            assert!(shown.starts_with("x.toml:4:"), "{key_line}: {shown}");
+            assert!(shown.contains(needle), "{key_line}: {shown}");
+        }
+    }
+
+    /// With containment ruled to subreaper, a cgroup limit could never be
+    /// enforced: refused at its key.
+    #[test]
+    fn cgroup_limits_under_subreaper_are_refused_at_the_key() {
+        let text = "[supervisor]\ncontainment = \"subreaper\"\n\n[[child]]\nid = \"a\"\ncommand = [\"true\"]\n\n[[child]]\nid = \"b\"\ncommand = [\"true\"]\npids_max = 10\n";
+        let error = Config::parse(text, "x.toml").expect_err("limit under subreaper");
+        assert_eq!(error.position, Some((11, 1)), "{error}");
+        assert!(
+            error
+                .message
+                .starts_with("[[child]] \"b\": pids_max: needs cgroup containment"),
+            "{error}"
+        );
+        let auto = text.replace("subreaper", "auto");
+        assert!(Config::parse(&auto, "x.toml").is_ok());
+    }
+
+    #[test]
+    fn value_errors_are_named_by_their_key() {
+        let text = "[[child]]\nid = \"a\"\ncommand = [\"true\"]\nbackoff = { initial = 5 }\n";
+        let error = Config::parse(text, "x.toml").expect_err("not a duration");
+        assert!(error.message.starts_with("initial: "), "{error}");
+        assert_eq!(key_of_value("a = 1", 4), Some("a"));
+        assert_eq!(key_of_value("x = { b.c = 1", 12), Some("b.c"));
+        assert_eq!(key_of_value("x = [1, 2]", 8), None);
+        assert!(!names("invalid type", "id"));
+        assert!(names("invalid cpu_max \"5\"", "cpu_max"));
     }
 
     #[test]

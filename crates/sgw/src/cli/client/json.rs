@@ -45,6 +45,13 @@ pub fn info(info: &pb::GetInfoResponse) -> Value {
             "idle_timeout": duration(l.idle_timeout.as_ref()),
         })
     });
+    let containment = info.containment.as_ref().map_or(Value::Null, |c| {
+        json!({
+            "mode": name(c.mode, pb::ContainmentMode::as_str_name),
+            "detail": c.detail,
+            "controllers": c.controllers,
+        })
+    });
     let caller = info.caller.as_ref().map_or(Value::Null, |c| {
         json!({
             "uid": c.uid,
@@ -62,6 +69,7 @@ pub fn info(info: &pb::GetInfoResponse) -> Value {
         "supported_commands": commands,
         "limits": limits,
         "caller": caller,
+        "containment": containment,
     })
 }
 
@@ -161,6 +169,17 @@ pub fn record(record: &pb::ChildRecord) -> Value {
         "since": time(record.since.as_ref()),
         "detail": record.detail,
         "spec": record.spec.as_ref().map_or(Value::Null, spec),
+        "usage": record.usage.as_ref().map_or(Value::Null, usage),
+    })
+}
+
+/// `{"cpu_time": "1.250s", "memory_bytes": 12582912, "processes": 3, "oom_kills": 0 | null}`.
+fn usage(usage: &pb::ResourceUsage) -> Value {
+    json!({
+        "cpu_time": duration(usage.cpu_time.as_ref()),
+        "memory_bytes": usage.memory_bytes,
+        "processes": usage.processes,
+        "oom_kills": usage.oom_kills,
     })
 }
 
@@ -196,6 +215,14 @@ pub fn spec(spec: &pb::ChildSpec) -> Value {
         "ready_after": duration(spec.ready_after.as_ref()),
         "success_codes": spec.success_codes,
         "start_timeout": duration(spec.start_timeout.as_ref()),
+        "user": spec.user,
+        "group": spec.group,
+        "umask": spec.umask,
+        "rlimits": spec.rlimits.iter().collect::<std::collections::BTreeMap<_, _>>(),
+        "memory_max": spec.memory_max,
+        "cpu_max": spec.cpu_max,
+        "cpu_weight": spec.cpu_weight,
+        "pids_max": spec.pids_max,
     })
 }
 
@@ -329,6 +356,25 @@ fn detail_json(detail: &Detail) -> (&'static str, Value) {
         ),
         Detail::ShutdownStarted(_) => ("shutdown_started", empty()),
         Detail::ShutdownCompleted(_) => ("shutdown_completed", empty()),
+        Detail::LeftoverKilled(d) => (
+            "leftover_killed",
+            json!({
+                "processes": d
+                    .processes
+                    .iter()
+                    .map(|p| json!({"pid": p.pid, "command": p.command}))
+                    .collect::<Vec<_>>(),
+                "found_in": d.found_in,
+            }),
+        ),
+        Detail::OomKilled(d) => (
+            "oom_killed",
+            json!({
+                "generation": d.generation,
+                "oom_kills": d.oom_kills,
+                "memory_max": d.memory_max,
+            }),
+        ),
     }
 }
 

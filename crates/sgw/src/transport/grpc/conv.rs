@@ -7,9 +7,10 @@ use super::Limits;
 use crate::control::{CommandMeta, CommandReport, ControlError, StateSnapshot, TargetInfo};
 use crate::journal::{Gap, GapReason, Record};
 use crate::model::{
-    Backoff, BudgetStatus, ChildId, ChildRecord, ChildSpec, ChildState, CommandKind, Criticality,
-    Event, EventKind, EventType, Exit, Failure, LogLine, LogStream, PendingDependency,
-    QuarantineReason, RestartBudget, RestartPolicy, Rlimit, Severity, SpawnError, SpawnStage,
+    Backoff, BudgetStatus, Bytes, ChildId, ChildRecord, ChildSpec, ChildState, CommandKind,
+    ContainmentInfo, ContainmentKind, CpuMax, Criticality, Event, EventKind, EventType, Exit,
+    Failure, LeftoverProcess, LogLine, LogStream, PendingDependency, QuarantineReason,
+    ResourceUsage, RestartBudget, RestartPolicy, Rlimit, Severity, SpawnError, SpawnStage,
     SpecError, Umask, echo,
 };
 use crate::pb;
@@ -108,6 +109,7 @@ pub fn spawn_error(error: &SpawnError) -> pb::SpawnError {
             SpawnStage::Exec => pb::SpawnStage::Exec,
             SpawnStage::Setuid => pb::SpawnStage::Setuid,
             SpawnStage::Limits => pb::SpawnStage::Limits,
+            SpawnStage::Cgroup => pb::SpawnStage::Cgroup,
         } as i32,
         path: error.path.display().to_string(),
         message: error.message.clone(),
@@ -182,6 +184,10 @@ pub fn spec(spec: &ChildSpec) -> pb::ChildSpec {
             .iter()
             .map(|(limit, value)| (limit.as_str().to_owned(), *value))
             .collect(),
+        memory_max: spec.memory_max.map(|m| m.to_string()).unwrap_or_default(),
+        cpu_max: spec.cpu_max.map(|c| c.to_string()).unwrap_or_default(),
+        cpu_weight: spec.cpu_weight.map(u32::from).unwrap_or_default(),
+        pids_max: spec.pids_max.unwrap_or_default(),
     }
 }
 
@@ -211,6 +217,61 @@ pub fn record(record: &ChildRecord) -> pb::ChildRecord {
         spec: Some(spec(&record.spec)),
         last_failure: record.last_failure.as_ref().map(failure),
         waiting_for: record.waiting_for.iter().map(pending_dependency).collect(),
+        usage: record.usage.as_ref().map(usage),
+    }
+}
+
+pub fn usage(usage: &ResourceUsage) -> pb::ResourceUsage {
+    pb::ResourceUsage {
+        cpu_time: Some(duration(usage.cpu_time)),
+        memory_bytes: usage.memory_bytes,
+        processes: usage.processes,
+        oom_kills: usage.oom_kills,
+    }
+}
+
+/// The inverse of `usage` above, for clients (`sgw state`, `sgw child`).
+impl From<&pb::ResourceUsage> for ResourceUsage {
+    fn from(raw: &pb::ResourceUsage) -> Self {
+        ResourceUsage {
+            cpu_time: raw
+                .cpu_time
+                .and_then(|d| Duration::try_from(d).ok())
+                .unwrap_or_default(),
+            memory_bytes: raw.memory_bytes,
+            processes: raw.processes,
+            oom_kills: raw.oom_kills,
+        }
+    }
+}
+
+pub fn containment(info: &ContainmentInfo) -> pb::Containment {
+    pb::Containment {
+        mode: match info.kind {
+            ContainmentKind::Cgroup => pb::ContainmentMode::Cgroup,
+            ContainmentKind::Subreaper => pb::ContainmentMode::Subreaper,
+        } as i32,
+        detail: info.detail.clone(),
+        controllers: info.controllers.clone(),
+    }
+}
+
+/// The inverse of `containment` above, for clients (`sgw info` prints it with
+/// `ContainmentInfo`'s `Display`). The raw mode number is the error for a
+/// mode this build does not know (a newer server's) or UNSPECIFIED.
+impl TryFrom<&pb::Containment> for ContainmentInfo {
+    type Error = i32;
+    fn try_from(raw: &pb::Containment) -> Result<Self, i32> {
+        let kind = match pb::ContainmentMode::try_from(raw.mode) {
+            Ok(pb::ContainmentMode::Cgroup) => ContainmentKind::Cgroup,
+            Ok(pb::ContainmentMode::Subreaper) => ContainmentKind::Subreaper,
+            Ok(pb::ContainmentMode::Unspecified) | Err(_) => return Err(raw.mode),
+        };
+        Ok(ContainmentInfo {
+            kind,
+            detail: raw.detail.clone(),
+            controllers: raw.controllers.clone(),
+        })
     }
 }
 
@@ -268,6 +329,7 @@ pub fn info(target: &TargetInfo, limits: &Limits) -> pb::GetInfoResponse {
             max_tail_bytes: limits.max_tail_bytes as u64,
         }),
         caller: None,
+        containment: Some(containment(&target.containment)),
     }
 }
 
@@ -338,6 +400,8 @@ pub fn event_type(t: EventType) -> pb::EventType {
         EventType::ShutdownCompleted => P::ShutdownCompleted,
         EventType::DependencyUnavailable => P::DependencyUnavailable,
         EventType::ChildBlocked => P::ChildBlocked,
+        EventType::LeftoverKilled => P::LeftoverKilled,
+        EventType::OomKilled => P::OomKilled,
     }
 }
 
@@ -463,6 +527,29 @@ fn detail(kind: &EventKind) -> Detail {
         }),
         EventKind::ShutdownStarted => Detail::ShutdownStarted(pb::ShutdownStarted {}),
         EventKind::ShutdownCompleted => Detail::ShutdownCompleted(pb::ShutdownCompleted {}),
+        EventKind::LeftoverKilled {
+            processes,
+            found_in,
+        } => Detail::LeftoverKilled(pb::LeftoverKilled {
+            processes: processes.iter().map(leftover_process).collect(),
+            found_in: found_in.clone(),
+        }),
+        EventKind::OomKilled {
+            generation,
+            oom_kills,
+            memory_max,
+        } => Detail::OomKilled(pb::OomKilled {
+            generation: *generation,
+            oom_kills: *oom_kills,
+            memory_max: memory_max.map(|m| m.to_string()).unwrap_or_default(),
+        }),
+    }
+}
+
+fn leftover_process(process: &LeftoverProcess) -> pb::LeftoverProcess {
+    pb::LeftoverProcess {
+        pid: process.pid,
+        command: process.command.clone(),
     }
 }
 
@@ -590,6 +677,25 @@ pub fn spec_from_pb(raw: pb::ChildSpec) -> Result<ChildSpec, ControlError> {
             .ok_or_else(|| spec_error("rlimits", format!("unknown limit {:?}", echo(&name))))?;
         spec.rlimits.insert(limit, value);
     }
+    if !raw.memory_max.is_empty() {
+        spec.memory_max = Some(
+            raw.memory_max
+                .parse::<Bytes>()
+                .map_err(|m| spec_error("memory_max", m))?,
+        );
+    }
+    if !raw.cpu_max.is_empty() {
+        spec.cpu_max = Some(CpuMax::try_from(raw.cpu_max).map_err(|m| spec_error("cpu_max", m))?);
+    }
+    if raw.cpu_weight != 0 {
+        spec.cpu_weight = Some(
+            u16::try_from(raw.cpu_weight)
+                .map_err(|_| spec_error("cpu_weight", "must be between 1 and 10000"))?,
+        );
+    }
+    if raw.pids_max != 0 {
+        spec.pids_max = Some(raw.pids_max);
+    }
     Ok(spec)
 }
 
@@ -624,7 +730,127 @@ mod tests {
         original.umask = Some(Umask::try_from("0027".to_owned()).expect("umask"));
         original.rlimits.insert(Rlimit::Nofile, 4096);
         original.rlimits.insert(Rlimit::Core, 0);
+        original.memory_max = Some(Bytes(512 << 20));
+        original.cpu_max = Some(CpuMax { percent: 150 });
+        original.cpu_weight = Some(200);
+        original.pids_max = Some(64);
         let sent = pb::ChildSpec::from(&original);
+        assert_eq!(sent.memory_max, "512M");
+        assert_eq!(sent.cpu_max, "150%");
         assert_eq!(spec_from_pb(sent), Ok(original));
+    }
+
+    /// Unset limits are empty strings and zeros on the wire, and come back
+    /// unset (not as a zero limit).
+    #[test]
+    fn unset_limits_round_trip_as_unset() {
+        let original = ChildSpec::new(ChildId::new("web").expect("id"), vec!["true".into()]);
+        let sent = pb::ChildSpec::from(&original);
+        assert_eq!(
+            (
+                sent.memory_max.as_str(),
+                sent.cpu_max.as_str(),
+                sent.cpu_weight,
+                sent.pids_max
+            ),
+            ("", "", 0, 0)
+        );
+        assert_eq!(spec_from_pb(sent), Ok(original.clone()));
+        assert_eq!(original.limits(), crate::model::CgroupLimits::default());
+    }
+
+    /// A limit that does not parse is an InvalidSpec naming its field, as
+    /// every other field's is.
+    #[test]
+    fn bad_limits_are_invalid_spec_naming_the_field() {
+        let base = pb::ChildSpec::from(&ChildSpec::new(
+            ChildId::new("web").expect("id"),
+            vec!["true".into()],
+        ));
+        for (raw, field) in [
+            (
+                pb::ChildSpec {
+                    memory_max: "12X".into(),
+                    ..base.clone()
+                },
+                "memory_max",
+            ),
+            (
+                pb::ChildSpec {
+                    cpu_max: "50".into(),
+                    ..base.clone()
+                },
+                "cpu_max",
+            ),
+            (
+                pb::ChildSpec {
+                    cpu_weight: 70_000,
+                    ..base.clone()
+                },
+                "cpu_weight",
+            ),
+        ] {
+            match spec_from_pb(raw) {
+                Err(ControlError::InvalidSpec(error)) => assert_eq!(error.field, field),
+                other => panic!("{field}: {other:?}"),
+            }
+        }
+    }
+
+    /// Usage, containment and the two new events convert field by field;
+    /// usage and containment come back to the domain for the CLI.
+    #[test]
+    fn usage_containment_and_new_events_convert() {
+        let measured = ResourceUsage {
+            cpu_time: Duration::from_millis(1250),
+            memory_bytes: 12 << 20,
+            processes: 3,
+            oom_kills: Some(1),
+        };
+        let sent = usage(&measured);
+        assert_eq!(sent.oom_kills, Some(1));
+        assert_eq!(ResourceUsage::from(&sent), measured);
+        let info = ContainmentInfo {
+            kind: ContainmentKind::Cgroup,
+            detail: "/sys/fs/cgroup/sgw".into(),
+            controllers: vec!["cpu".into(), "memory".into()],
+        };
+        let sent = containment(&info);
+        assert_eq!(sent.mode, pb::ContainmentMode::Cgroup as i32);
+        assert_eq!(ContainmentInfo::try_from(&sent), Ok(info));
+        assert_eq!(
+            ContainmentInfo::try_from(&pb::Containment::default()),
+            Err(0)
+        );
+        let leftover = EventKind::LeftoverKilled {
+            processes: vec![LeftoverProcess {
+                pid: 42,
+                command: "sleep 1000".into(),
+            }],
+            found_in: "/sys/fs/cgroup/sgw/web".into(),
+        };
+        match detail(&leftover) {
+            Detail::LeftoverKilled(d) => {
+                assert_eq!(d.processes[0].pid, 42);
+                assert_eq!(d.processes[0].command, "sleep 1000");
+                assert_eq!(d.found_in, "/sys/fs/cgroup/sgw/web");
+            }
+            other => panic!("{other:?}"),
+        }
+        let oom = EventKind::OomKilled {
+            generation: 2,
+            oom_kills: 1,
+            memory_max: Some(Bytes(64 << 20)),
+        };
+        match detail(&oom) {
+            Detail::OomKilled(d) => assert_eq!(
+                (d.generation, d.oom_kills, d.memory_max.as_str()),
+                (2, 1, "64M")
+            ),
+            other => panic!("{other:?}"),
+        }
+        for t in [EventType::LeftoverKilled, EventType::OomKilled] {
+            assert_eq!(event_types(&[event_type(t) as i32]), Ok(vec![t]));
+        }
     }
 }

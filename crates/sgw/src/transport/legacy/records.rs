@@ -223,5 +223,67 @@ fn payload(kind: &EventKind) -> Value {
             "outcome": outcome,
             "error_code": error_code,
         }),
+        EventKind::LeftoverKilled {
+            processes,
+            found_in,
+        } => json!({
+            "processes": processes
+                .iter()
+                .map(|p| json!({ "pid": p.pid, "command": p.command }))
+                .collect::<Vec<_>>(),
+            "found_in": found_in,
+        }),
+        EventKind::OomKilled {
+            generation,
+            oom_kills,
+            memory_max,
+        } => json!({
+            "generation": generation,
+            "oom_kills": oom_kills,
+            "memory_max_bytes": memory_max.map(|m| m.0),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Bytes, LeftoverProcess};
+
+    /// The two containment events in the legacy shape: plain numbers and
+    /// strings, the limit in bytes (null when none).
+    #[test]
+    fn leftover_and_oom_payloads() {
+        let leftover = EventKind::LeftoverKilled {
+            processes: vec![LeftoverProcess {
+                pid: 42,
+                command: "sleep 1000".into(),
+            }],
+            found_in: "/sys/fs/cgroup/sgw/web".into(),
+        };
+        assert_eq!(
+            payload(&leftover),
+            json!({
+                "processes": [{"pid": 42, "command": "sleep 1000"}],
+                "found_in": "/sys/fs/cgroup/sgw/web",
+            })
+        );
+        let oom = EventKind::OomKilled {
+            generation: 3,
+            oom_kills: 2,
+            memory_max: Some(Bytes(64 << 20)),
+        };
+        assert_eq!(
+            payload(&oom),
+            json!({"generation": 3, "oom_kills": 2, "memory_max_bytes": 64 << 20})
+        );
+        let unlimited = EventKind::OomKilled {
+            generation: 1,
+            oom_kills: 1,
+            memory_max: None,
+        };
+        assert_eq!(payload(&unlimited)["memory_max_bytes"], Value::Null);
+        assert_eq!(leftover.event_type().as_str(), "leftover_killed");
+        assert_eq!(oom.event_type().as_str(), "oom_killed");
     }
 }

@@ -16,7 +16,7 @@ use super::records::{
 };
 use crate::control::{StateSnapshot, TargetInfo};
 use crate::journal::Record;
-use crate::model::{ChildRecord, ChildState, Event, Failure, LogLine};
+use crate::model::{ChildRecord, ChildState, Event, Failure, LogLine, ResourceUsage};
 
 #[derive(Debug, Serialize)]
 pub struct DashboardState {
@@ -111,6 +111,31 @@ pub struct ChildRuntimeRecord {
     /// sgw fences by generation number alone, without phases: always null.
     pub generation_fence_phase: Option<&'static str>,
     pub pending_restart: bool,
+    /// What the child's processes use (an sgw addition to the legacy
+    /// shape); null without a process, or where nothing could be read.
+    pub usage: Option<Usage>,
+}
+
+/// `ResourceUsage` in the legacy units: durations in milliseconds.
+#[derive(Debug, Serialize)]
+pub struct Usage {
+    pub cpu_time_millis: u64,
+    pub memory_bytes: u64,
+    pub processes: u32,
+    /// OOM kills in the child's cgroup; null where the kernel does not
+    /// tell (no memory controller).
+    pub oom_kills: Option<u64>,
+}
+
+impl From<&ResourceUsage> for Usage {
+    fn from(usage: &ResourceUsage) -> Self {
+        Usage {
+            cpu_time_millis: u64::try_from(usage.cpu_time.as_millis()).unwrap_or(u64::MAX),
+            memory_bytes: usage.memory_bytes,
+            processes: usage.processes,
+            oom_kills: usage.oom_kills,
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -350,5 +375,33 @@ pub(super) fn runtime_record(child: &ChildRecord) -> ChildRuntimeRecord {
         failure: failure(child),
         generation_fence_phase: None,
         pending_restart: child.state == ChildState::Backoff,
+        usage: child.usage.as_ref().map(Usage::from),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// A child runtime record's `usage` (an addition to the legacy shape):
+    /// CPU time in milliseconds, `oom_kills` null where unknown.
+    #[test]
+    fn usage_in_legacy_units() {
+        let usage = ResourceUsage {
+            cpu_time: Duration::from_millis(1250),
+            memory_bytes: 12 << 20,
+            processes: 3,
+            oom_kills: None,
+        };
+        assert_eq!(
+            serde_json::to_value(Usage::from(&usage)).expect("serializes"),
+            serde_json::json!({
+                "cpu_time_millis": 1250,
+                "memory_bytes": 12 << 20,
+                "processes": 3,
+                "oom_kills": null,
+            })
+        );
     }
 }

@@ -97,6 +97,33 @@ fn describe(detail: &Detail) -> String {
         ),
         Detail::ShutdownStarted(_) => "shutdown started".into(),
         Detail::ShutdownCompleted(_) => "shutdown completed".into(),
+        Detail::LeftoverKilled(d) => {
+            let processes: Vec<String> = d
+                .processes
+                .iter()
+                .map(|p| format!("{} ({})", p.pid, p.command))
+                .collect();
+            format!(
+                "killed {} leftover process{} of a previous instance in {}: {}",
+                d.processes.len(),
+                if d.processes.len() == 1 { "" } else { "es" },
+                d.found_in,
+                processes.join(", ")
+            )
+        }
+        Detail::OomKilled(d) => {
+            let limit = if d.memory_max.is_empty() {
+                String::new()
+            } else {
+                format!(" over memory_max {}", d.memory_max)
+            };
+            format!(
+                "OOM-killed{limit} (generation {}, {} OOM kill{} in its cgroup)",
+                d.generation,
+                d.oom_kills,
+                if d.oom_kills == 1 { "" } else { "s" }
+            )
+        }
     }
 }
 
@@ -127,4 +154,40 @@ pub fn log_line(line: &pb::LogLine) -> String {
         line.child_id,
         line.text
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn containment_events_read_as_sentences() {
+        let leftover = Detail::LeftoverKilled(pb::LeftoverKilled {
+            processes: vec![
+                pb::LeftoverProcess {
+                    pid: 41,
+                    command: "sleep 1000".into(),
+                },
+                pb::LeftoverProcess {
+                    pid: 42,
+                    command: "worker --fork".into(),
+                },
+            ],
+            found_in: "/sys/fs/cgroup/sgw/web".into(),
+        });
+        assert_eq!(
+            describe(&leftover),
+            "killed 2 leftover processes of a previous instance in /sys/fs/cgroup/sgw/web: \
+             41 (sleep 1000), 42 (worker --fork)"
+        );
+        let oom = Detail::OomKilled(pb::OomKilled {
+            generation: 3,
+            oom_kills: 1,
+            memory_max: "64M".into(),
+        });
+        assert_eq!(
+            describe(&oom),
+            "OOM-killed over memory_max 64M (generation 3, 1 OOM kill in its cgroup)"
+        );
+    }
 }

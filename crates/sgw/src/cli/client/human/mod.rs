@@ -7,6 +7,7 @@ pub use journal::{event, gap, log_line};
 
 use std::time::{Duration, SystemTime};
 
+use crate::model::{ContainmentInfo, ResourceUsage};
 use crate::pb;
 
 /// `CHILD_STATE_RUNNING` → `running`: the proto name without its prefix.
@@ -54,6 +55,35 @@ pub fn duration(d: Duration) -> String {
     }
 }
 
+/// `512B`, `64K`, `12.3M`, `2G`: binary units, one decimal at most.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["K", "M", "G", "T"];
+    if n < 1024 {
+        return format!("{n}B");
+    }
+    #[allow(clippy::cast_precision_loss)] // one decimal is shown
+    let mut value = n as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    let text = format!("{value:.1}");
+    format!(
+        "{}{}",
+        text.strip_suffix(".0").unwrap_or(&text),
+        UNITS[unit]
+    )
+}
+
+/// The `CPU` and `MEM` cells: `1.2s`, `12.3M`; `-` without usage.
+fn usage_cells(usage: Option<&pb::ResourceUsage>) -> (String, String) {
+    match usage.map(ResourceUsage::from) {
+        Some(u) => (duration(u.cpu_time), bytes(u.memory_bytes)),
+        None => ("-".to_owned(), "-".to_owned()),
+    }
+}
+
 fn pb_duration(d: Option<&prost_types::Duration>) -> String {
     d.and_then(|d| Duration::try_from(*d).ok())
         .map_or_else(|| "?".to_owned(), duration)
@@ -78,16 +108,21 @@ pub fn state_table(state: &pb::GetStateResponse) -> String {
         "ID".to_owned(),
         "STATE".to_owned(),
         "PID".to_owned(),
+        "CPU".to_owned(),
+        "MEM".to_owned(),
         "GEN".to_owned(),
         "RESTARTS".to_owned(),
         "LAST EXIT".to_owned(),
         "DETAIL".to_owned(),
     ]];
     for child in &state.children {
+        let (cpu, mem) = usage_cells(child.usage.as_ref());
         rows.push([
             child.child_id.clone(),
             state_name(child.state),
             child.pid.map_or_else(|| "-".to_owned(), |p| p.to_string()),
+            cpu,
+            mem,
             child.generation.to_string(),
             child.restart_count.to_string(),
             exit(child.last_exit.as_ref()),
@@ -152,6 +187,17 @@ pub fn child(record: &pb::ChildRecord) -> String {
         ["restarts".into(), record.restart_count.to_string()],
         ["last exit".into(), exit(record.last_exit.as_ref())],
     ];
+    if let Some(usage) = record.usage.as_ref().map(ResourceUsage::from) {
+        rows.push(["cpu time".into(), duration(usage.cpu_time)]);
+        rows.push(["memory".into(), bytes(usage.memory_bytes)]);
+        rows.push(["processes".into(), usage.processes.to_string()]);
+        rows.push([
+            "oom kills".into(),
+            usage
+                .oom_kills
+                .map_or_else(|| "-".to_owned(), |n| n.to_string()),
+        ]);
+    }
     if let Some(failure) = &record.last_failure {
         rows.push(["last failure".into(), failure.description.clone()]);
     }
@@ -186,6 +232,9 @@ pub fn child(record: &pb::ChildRecord) -> String {
                 "RESTART_POLICY_",
             ),
         ]);
+        if let Some(limits) = limits(spec) {
+            rows.push(["limits".into(), limits]);
+        }
         if !spec.depends_on.is_empty() {
             rows.push(["depends on".into(), spec.depends_on.join(", ")]);
             rows.push([
@@ -206,6 +255,25 @@ pub fn child(record: &pb::ChildRecord) -> String {
         rows.push(["tags".into(), record.tags.join(", ")]);
     }
     table(&rows)
+}
+
+/// `memory_max 512M, cpu_max 50%, cpu_weight 200, pids_max 64`: the cgroup
+/// limits that are set, or `None`.
+fn limits(spec: &pb::ChildSpec) -> Option<String> {
+    let mut set = Vec::new();
+    if !spec.memory_max.is_empty() {
+        set.push(format!("memory_max {}", spec.memory_max));
+    }
+    if !spec.cpu_max.is_empty() {
+        set.push(format!("cpu_max {}", spec.cpu_max));
+    }
+    if spec.cpu_weight != 0 {
+        set.push(format!("cpu_weight {}", spec.cpu_weight));
+    }
+    if spec.pids_max != 0 {
+        set.push(format!("pids_max {}", spec.pids_max));
+    }
+    (!set.is_empty()).then(|| set.join(", "))
 }
 
 /// A command line as a person would type it (quoted where needed).
@@ -234,6 +302,15 @@ pub fn info(info: &pb::GetInfoResponse, socket: &std::path::Path) -> String {
         ["server".into(), format!("sgw {}", info.server_version)],
         ["protocol".into(), info.protocol_version.clone()],
     ];
+    if let Some(c) = &info.containment {
+        // An older server sends none; a newer one may send a mode this
+        // build does not know: shown by number.
+        let text = ContainmentInfo::try_from(c).map_or_else(
+            |mode| format!("unknown mode {mode} ({})", c.detail),
+            |known| known.to_string(),
+        );
+        rows.push(["containment".into(), text]);
+    }
     if let Some(c) = &info.caller {
         let user = if c.user_name.is_empty() {
             String::new()
@@ -305,6 +382,33 @@ mod tests {
         assert_eq!(duration(Duration::from_secs(2)), "2s");
         assert_eq!(duration(Duration::from_secs(125)), "2m05s");
         assert_eq!(duration(Duration::from_secs(3720)), "1h02m");
+    }
+
+    #[test]
+    fn byte_counts_read_naturally() {
+        assert_eq!(bytes(512), "512B");
+        assert_eq!(bytes(64 << 10), "64K");
+        assert_eq!(bytes(12_897_484), "12.3M");
+        assert_eq!(bytes(2 << 30), "2G");
+        assert_eq!(bytes(5 << 40), "5T");
+    }
+
+    #[test]
+    fn usage_cells_are_dashes_without_usage() {
+        assert_eq!(usage_cells(None), ("-".to_owned(), "-".to_owned()));
+        let usage = pb::ResourceUsage {
+            cpu_time: Some(prost_types::Duration {
+                seconds: 1,
+                nanos: 200_000_000,
+            }),
+            memory_bytes: 12_897_484,
+            processes: 2,
+            oom_kills: None,
+        };
+        assert_eq!(
+            usage_cells(Some(&usage)),
+            ("1.2s".to_owned(), "12.3M".to_owned())
+        );
     }
 
     #[test]
