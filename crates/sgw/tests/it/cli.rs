@@ -75,8 +75,16 @@ fn read_commands_print_text_and_json() {
         text.ends_with('\n') && !text.ends_with("\n\n"),
         "info ends with exactly one newline: {text:?}"
     );
-    assert!(text.contains("target    cli-test (cli-test)"), "{text}");
-    assert!(text.contains(&format!("you are   uid {}", uid())), "{text}");
+    assert!(text.contains("target       cli-test (cli-test)"), "{text}");
+    assert!(
+        text.contains(&format!("you are      uid {}", uid())),
+        "{text}"
+    );
+    // The containment in force: which one depends on the host.
+    assert!(
+        text.contains("containment  cgroup (") || text.contains("containment  subreaper ("),
+        "{text}"
+    );
     assert!(text.contains("remove_child (needs --yes)"), "{text}");
     let info = env.json(&["info"]);
     assert_eq!(info.len(), 1);
@@ -84,6 +92,11 @@ fn read_commands_print_text_and_json() {
     assert_eq!(info[0]["protocol_version"], "supervisor.gateway.v1");
     assert_eq!(info[0]["caller"]["uid"], uid());
     assert_eq!(info[0]["caller"]["pid"].as_u64().map(|p| p > 0), Some(true));
+    let mode = info[0]["containment"]["mode"].as_str().expect("a mode");
+    assert!(
+        ["CONTAINMENT_MODE_CGROUP", "CONTAINMENT_MODE_SUBREAPER"].contains(&mode),
+        "{mode}"
+    );
 
     let state = sgw_command(&["state"])
         .env("SGW_SOCKET", env.server.socket())
@@ -97,7 +110,7 @@ fn read_commands_print_text_and_json() {
     assert_eq!(
         header.split_whitespace().collect::<Vec<_>>(),
         [
-            "ID", "STATE", "PID", "GEN", "RESTARTS", "LAST", "EXIT", "DETAIL"
+            "ID", "STATE", "PID", "CPU", "MEM", "GEN", "RESTARTS", "LAST", "EXIT", "DETAIL"
         ]
     );
     assert!(lines[1].starts_with("alpha ") && lines[2].starts_with("beta "));
@@ -129,6 +142,70 @@ fn read_commands_print_text_and_json() {
     assert_eq!(child[0]["child"]["child_id"], "alpha");
     assert_eq!(child[0]["child"]["spec"]["command"][0], "/bin/sh");
     assert_eq!(child[0]["child"]["spec"]["stop_timeout"], "2s");
+}
+
+/// A child with a process shows what it uses: CPU and MEM cells in
+/// `state` (`-` without a process), cpu time, memory, processes and OOM
+/// kills in `child`, and a `usage` object under `--json`.
+#[test]
+fn state_and_child_show_resource_usage() {
+    let env = Env::start();
+    {
+        // alpha has a process once its first line is captured.
+        let mut follow = Running::spawn(&[
+            "logs",
+            "--follow",
+            "--child",
+            "alpha",
+            "--socket",
+            env.server.socket(),
+        ]);
+        follow
+            .stdout
+            .until("alpha's line", |l| l.ends_with("alpha[out] alpha up"));
+    }
+    assert_exit(&env.sgw(&["pause", "beta"]), 0);
+
+    let text = stdout(&env.sgw(&["state"]));
+    let lines: Vec<&str> = text.lines().collect();
+    let header = lines[0];
+    let (cpu, mem) = (
+        header.find("CPU").expect("CPU column"),
+        header.find("MEM").expect("MEM column"),
+    );
+    let cell = |row: &str, at: usize| {
+        row[at..]
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let alpha = lines
+        .iter()
+        .find(|l| l.starts_with("alpha "))
+        .expect("alpha");
+    let beta = lines.iter().find(|l| l.starts_with("beta ")).expect("beta");
+    assert!(
+        cell(alpha, cpu).ends_with('s') && cell(alpha, mem).ends_with(['K', 'M', 'G']),
+        "{text}"
+    );
+    assert_eq!(
+        (cell(beta, cpu), cell(beta, mem)),
+        ("-".into(), "-".into()),
+        "{text}"
+    );
+
+    let text = stdout(&env.sgw(&["child", "alpha"]));
+    for row in ["cpu time", "memory", "processes", "oom kills"] {
+        assert!(text.contains(&format!("\n{row} ")), "{row}: {text}");
+    }
+    let child = env.json(&["child", "alpha"]);
+    let usage = &child[0]["child"]["usage"];
+    assert!(usage["processes"].as_u64() >= Some(1), "{usage}");
+    assert!(usage["memory_bytes"].as_u64() > Some(0), "{usage}");
+    assert!(usage["cpu_time"].is_string(), "{usage}");
+    let paused = env.json(&["child", "beta"]);
+    assert!(paused[0]["child"]["usage"].is_null(), "{paused:?}");
 }
 
 /// pause, resume, quarantine and restart exit 0 and report the outcome and
@@ -597,7 +674,7 @@ fn state_and_child_show_spawn_failures_and_blocked_dependents() {
     };
     assert!(!text.contains("127"), "{text}");
     assert!(
-        row("ghost").starts_with("ghost quarantined - 2 1 - restart budget exhausted"),
+        row("ghost").starts_with("ghost quarantined - - - 2 1 - restart budget exhausted"),
         "{text}"
     );
     assert!(
@@ -606,7 +683,7 @@ fn state_and_child_show_spawn_failures_and_blocked_dependents() {
     );
     assert_eq!(
         row("web"),
-        "web blocked - 0 0 - blocked after 200ms: waiting for db: autostart = false"
+        "web blocked - - - 0 0 - blocked after 200ms: waiting for db: autostart = false"
     );
 
     // `sgw child` rows with their alignment collapsed to one space.

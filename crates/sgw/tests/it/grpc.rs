@@ -59,6 +59,7 @@ async fn every_control_rpc_round_trips() {
         sh("db", "exec sleep 1000"),
     ])
     .await;
+    gw.wait_running("web").await;
     let mut c = gw.client().await.control;
 
     let state = c
@@ -543,5 +544,166 @@ async fn health_reports_serving() {
     // A Watch stream never ends by itself: close it, or the drain waits for it.
     drop(watch);
     drop(health);
+    gw.shutdown().await;
+}
+
+/// AddChild takes the cgroup limits (ChildSpec fields 21-24) and GetChild
+/// gives them back, normalized ("536870912" is "512M"); zero and empty
+/// mean unset. A limit that does not parse is INVALID_ARGUMENT
+/// (`invalid_child_spec`) naming its field, like every other spec field.
+#[tokio::test]
+async fn add_child_limits_round_trip_through_get_child() {
+    let gw = gateway(vec![]).await;
+    let mut c = gw.client().await.control;
+    let spec = pb::ChildSpec {
+        id: "limited".into(),
+        command: vec!["/bin/sh".into(), "-c".into(), "exec sleep 1000".into()],
+        // Never spawned: the round trip does not depend on the host's
+        // cgroup delegation.
+        autostart: Some(false),
+        memory_max: "536870912".into(),
+        cpu_max: "50%".into(),
+        cpu_weight: 200,
+        pids_max: 64,
+        ..Default::default()
+    };
+    c.add_child(pb::AddChildRequest {
+        spec: Some(spec),
+        meta: meta(true),
+    })
+    .await
+    .expect("AddChild");
+    let record = c
+        .get_child(pb::GetChildRequest {
+            child_id: "limited".into(),
+        })
+        .await
+        .expect("GetChild")
+        .into_inner()
+        .child
+        .expect("record");
+    let spec = record.spec.expect("spec");
+    assert_eq!(
+        (
+            spec.memory_max.as_str(),
+            spec.cpu_max.as_str(),
+            spec.cpu_weight,
+            spec.pids_max
+        ),
+        ("512M", "50%", 200, 64)
+    );
+    assert_eq!(record.usage, None, "never started: no usage");
+
+    let unlimited = pb::ChildSpec {
+        id: "unlimited".into(),
+        command: vec!["/bin/sh".into(), "-c".into(), "exit 0".into()],
+        autostart: Some(false),
+        ..Default::default()
+    };
+    let added = c
+        .add_child(pb::AddChildRequest {
+            spec: Some(unlimited),
+            meta: meta(true),
+        })
+        .await
+        .expect("AddChild")
+        .into_inner()
+        .result
+        .and_then(|r| r.child)
+        .and_then(|r| r.spec)
+        .expect("spec");
+    assert_eq!(
+        (
+            added.memory_max.as_str(),
+            added.cpu_max.as_str(),
+            added.cpu_weight,
+            added.pids_max
+        ),
+        ("", "", 0, 0)
+    );
+
+    for (field, bad) in [
+        (
+            "memory_max",
+            pb::ChildSpec {
+                memory_max: "lots".into(),
+                ..Default::default()
+            },
+        ),
+        (
+            "memory_max",
+            pb::ChildSpec {
+                memory_max: "4K".into(),
+                ..Default::default()
+            },
+        ),
+        (
+            "cpu_max",
+            pb::ChildSpec {
+                cpu_max: "half".into(),
+                ..Default::default()
+            },
+        ),
+        (
+            "cpu_weight",
+            pb::ChildSpec {
+                cpu_weight: 10_001,
+                ..Default::default()
+            },
+        ),
+    ] {
+        let spec = pb::ChildSpec {
+            id: "bad".into(),
+            command: vec!["/bin/sh".into(), "-c".into(), "exit 0".into()],
+            autostart: Some(false),
+            ..bad
+        };
+        let error = c
+            .add_child(pb::AddChildRequest {
+                spec: Some(spec),
+                meta: meta(true),
+            })
+            .await
+            .expect_err(field);
+        assert_eq!(error.code(), Code::InvalidArgument, "{field}: {error:?}");
+        assert_eq!(reason(&error), "invalid_child_spec", "{field}");
+        assert!(
+            error.message().contains(field),
+            "{field}: {}",
+            error.message()
+        );
+    }
+    gw.shutdown().await;
+}
+
+/// GetInfo says how children are contained here; a running child's record
+/// carries what its processes use (GetChild and GetState alike).
+#[tokio::test]
+async fn info_has_containment_and_running_children_have_usage() {
+    let gw = gateway(vec![sh("web", "exec sleep 1000")]).await;
+    support::legacy::running(&gw, "web", 1).await;
+    let mut client = gw.client().await;
+    let info = client
+        .control
+        .get_info(pb::GetInfoRequest {})
+        .await
+        .expect("GetInfo")
+        .into_inner();
+    let containment = info.containment.expect("containment");
+    assert_ne!(
+        containment.mode,
+        pb::ContainmentMode::Unspecified as i32,
+        "{containment:?}"
+    );
+    let state = client
+        .control
+        .get_state(pb::GetStateRequest {})
+        .await
+        .expect("GetState")
+        .into_inner();
+    let usage = state.children[0].usage.expect("usage of a running child");
+    assert!(usage.processes >= 1, "{usage:?}");
+    assert!(usage.memory_bytes > 0, "{usage:?}");
+    assert!(usage.cpu_time.is_some(), "{usage:?}");
     gw.shutdown().await;
 }

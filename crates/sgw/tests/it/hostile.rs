@@ -216,6 +216,7 @@ fn refusal_floods_neither_stall_the_server_nor_flood_the_log() {
     let mut server = Command::new(env!("CARGO_BIN_EXE_sgw"))
         .args(["serve", "--config"])
         .arg(&config)
+        .env("SGW_STATE_DIR", dir.path().join("state"))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .env("RUST_LOG", "info")

@@ -18,6 +18,8 @@ mod rust_client;
 
 mod cli;
 mod cli_follow;
+mod containment;
+mod crash;
 mod engine;
 mod errors;
 mod grpc;

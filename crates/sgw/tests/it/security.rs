@@ -41,7 +41,7 @@ fn meta(request_id: &str) -> Option<pb::CommandMeta> {
 }
 
 async fn secured(security: SecurityConfig) -> TestGateway {
-    gateway_secured(
+    let gw = gateway_secured(
         vec![sh("web", "exec sleep 1000")],
         test_engine(),
         Limits::default(),
@@ -49,7 +49,10 @@ async fn secured(security: SecurityConfig) -> TestGateway {
         security,
         0o666,
     )
-    .await
+    .await;
+    // Generation 1 is the baseline the tests compare against.
+    gw.wait_running("web").await;
+    gw
 }
 
 /// One legacy request/response on a fresh connection.

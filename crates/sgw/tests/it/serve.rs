@@ -46,6 +46,9 @@ fn serve() -> Served {
         .arg(&config)
         .arg("--socket")
         .arg(&socket)
+        // Its own state directory: parallel servers of one target must
+        // not share (and lock) the default one.
+        .env("SGW_STATE_DIR", dir.path().join("state"))
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -176,7 +179,7 @@ async fn sigterm_drains_and_cleans_up() {
 async fn live_socket_is_refused_and_shutdown_tree_exits() {
     let served = serve();
     let second = Command::new(env!("CARGO_BIN_EXE_sgw"))
-        .args(["serve", "--socket"])
+        .args(["serve", "--ephemeral", "--socket"])
         .arg(&served.socket)
         .output()
         .expect("second serve");
@@ -239,6 +242,7 @@ async fn relative_socket_is_resolved_and_announced_absolute() {
         .args(["serve", "--config", "sgw.toml", "--socket", "ipc/sgw.sock"])
         .current_dir(&root)
         .env_remove("SGW_SOCKET")
+        .env("SGW_STATE_DIR", root.join("state"))
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -316,5 +320,93 @@ impl Drop for KillOnDrop {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+/// Where an instance records what it started: `--state-dir` over
+/// `$SGW_STATE_DIR` over `[supervisor] state_dir` over
+/// `$XDG_STATE_HOME/sgw/TARGET`, and `--ephemeral` over all of them. Told
+/// by the lock file the engine keeps in the directory it uses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_dir_comes_from_flag_then_env_then_config_and_ephemeral_wins() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().canonicalize().expect("canonical tempdir");
+    struct Case {
+        name: &'static str,
+        /// `[supervisor] state_dir` is set (to `config`).
+        in_config: bool,
+        /// `SGW_STATE_DIR` is set (to `env`).
+        in_env: bool,
+        args: &'static [&'static str],
+        /// Where the lock is.
+        expected: Option<&'static str>,
+    }
+    let case = |name, in_config, in_env, args, expected| Case {
+        name,
+        in_config,
+        in_env,
+        args,
+        expected,
+    };
+    let cases = [
+        case("default", false, false, &[], Some("xdg/sgw/served")),
+        case("config", true, false, &[], Some("config")),
+        case("env", true, true, &[], Some("env")),
+        case("flag", true, true, &["--state-dir", "flag"], Some("flag")),
+        case("ephemeral", true, true, &["--ephemeral"], None),
+    ];
+    for Case {
+        name,
+        in_config,
+        in_env,
+        args,
+        expected,
+    } in cases
+    {
+        let case = root.join(name);
+        std::fs::create_dir(&case).expect("case dir");
+        let mut config = "[gateway]\ntarget_id = \"served\"\n".to_owned();
+        if in_config {
+            config.push_str(&format!(
+                "[supervisor]\nstate_dir = \"{}\"\n",
+                case.join("config").display()
+            ));
+        }
+        std::fs::write(case.join("sgw.toml"), config).expect("write config");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_sgw"));
+        command
+            .args(["serve", "--config", "sgw.toml", "--socket", "sgw.sock"])
+            .args(args)
+            .current_dir(&case)
+            .env_remove("SGW_SOCKET")
+            .env_remove("SGW_STATE_DIR")
+            .env("XDG_STATE_HOME", case.join("xdg"))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        if in_env {
+            command.env("SGW_STATE_DIR", case.join("env"));
+        }
+        let mut child = command.spawn().expect("spawn sgw serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut child = KillOnDrop(Some(child));
+        // Both lines are read: a pipe closed before the second would make
+        // the server's print fail.
+        let mut lines = BufReader::new(stdout).lines();
+        let ready = lines.next().expect("a readiness line").expect("utf-8");
+        assert!(ready.starts_with("sgw: serving target"), "{name}: {ready}");
+        let hint = lines.next().expect("grpcurl hint").expect("utf-8");
+        assert!(hint.starts_with("try: "), "{name}: {hint}");
+        for candidate in ["xdg/sgw/served", "config", "env", "flag"] {
+            assert_eq!(
+                case.join(candidate).join("lock").exists(),
+                expected == Some(candidate),
+                "{name}: state dir {candidate}"
+            );
+        }
+        let child = child.0.take().expect("still running");
+        kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).expect("signal");
+        let status = wait_exit(child).await;
+        assert!(status.success(), "{name}: {status:?}");
     }
 }

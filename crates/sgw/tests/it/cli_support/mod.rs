@@ -40,12 +40,14 @@ command = ["/bin/sh", "-c", "echo beta up >&2; exec sleep 1000"]
 stop_timeout = "2s"
 "#;
 
-/// An `sgw` command with a clean environment (no inherited `SGW_SOCKET`).
+/// An `sgw` command with a clean environment (no inherited `SGW_SOCKET`
+/// or `SGW_STATE_DIR`).
 pub fn sgw_command(args: &[&str]) -> Command {
     let mut command = Command::new(SGW);
     command
         .args(args)
         .env_remove("SGW_SOCKET")
+        .env_remove("SGW_STATE_DIR")
         .env_remove("RUST_LOG")
         .stdin(Stdio::null());
     command
@@ -176,6 +178,9 @@ impl Server {
             "--socket",
             socket_arg,
         ])
+        // Its own state directory beside the socket: parallel servers of
+        // one target must not share (and lock) the default one.
+        .env("SGW_STATE_DIR", dir.join(format!("{name}.state")))
         .stdout(Stdio::piped())
         .stderr(stderr)
         .spawn()

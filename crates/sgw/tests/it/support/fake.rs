@@ -10,7 +10,7 @@ use supervisor_gateway::control::{
     CommandReport, CommandRequest, ControlError, ControlPlane, StateSnapshot, TargetInfo,
 };
 use supervisor_gateway::journal::{EventJournal, Journal, LogJournal};
-use supervisor_gateway::model::{ChildId, ChildRecord, CommandKind};
+use supervisor_gateway::model::{ChildId, ChildRecord, CommandKind, ContainmentInfo};
 
 /// What the next command answers.
 pub type Outcome = Result<String, ControlError>;
@@ -49,6 +49,7 @@ impl ControlPlane for ScriptedControl {
             display_name: "scripted".into(),
             server_version: "test".into(),
             supported_commands: CommandKind::ALL.to_vec(),
+            containment: ContainmentInfo::default(),
         }
     }
 

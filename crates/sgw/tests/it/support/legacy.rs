@@ -76,13 +76,16 @@ impl LegacyClient {
     }
 }
 
-/// Keys whose values change from run to run (clocks, process ids).
-pub const VOLATILE: [&str; 5] = [
+/// Keys whose values change from run to run (clocks, process ids, and a
+/// running child's resource usage, which also depends on the host's
+/// cgroup delegation; its shape is checked by the adapter's unit tests).
+pub const VOLATILE: [&str; 6] = [
     "occurred_at_unix_nanos",
     "generated_at_unix_nanos",
     "updated_at_unix_nanos",
     "completed_at_unix_nanos",
     "pid",
+    "usage",
 ];
 
 /// Replaces volatile values with a marker, and the pid inside outcome

@@ -61,6 +61,7 @@ pub fn start(specs: Vec<ChildSpec>) -> Supervisor {
 
 pub fn start_with(config: EngineConfig, specs: Vec<ChildSpec>) -> Supervisor {
     Supervisor::start(config, ChildSet::new(specs).expect("valid test tree"))
+        .expect("supervisor starts")
 }
 
 /// Waits for the next event matching `pred`, failing the test after
@@ -353,14 +354,39 @@ impl Served {
 }
 
 impl TestGateway {
-    /// The child's current generation, read in-process.
+    /// The child's current generation, read in-process once its first
+    /// spawn has happened (spawns are asynchronous, so a freshly started
+    /// tree may still be at generation 0).
     pub async fn supervisor_child_generation(&self, child: &str) -> u64 {
         use supervisor_gateway::control::ControlPlane;
-        self.supervisor
-            .child(&id(child))
-            .await
-            .expect("child exists")
-            .generation
+        let mut events = subscribe(&self.supervisor);
+        loop {
+            let generation = self
+                .supervisor
+                .child(&id(child))
+                .await
+                .expect("child exists")
+                .generation;
+            if generation > 0 {
+                return generation;
+            }
+            let target = id(child);
+            wait_event(&mut events, "the first spawn", |e| {
+                e.child_id.as_ref() == Some(&target)
+            })
+            .await;
+        }
+    }
+
+    /// Waits until the child has been RUNNING (its spawn is asynchronous).
+    pub async fn wait_running(&self, child: &str) {
+        let mut events = subscribe(&self.supervisor);
+        wait_event(
+            &mut events,
+            "the child to run",
+            is(|k| matches!(k, EventKind::ChildRunning { .. }), child),
+        )
+        .await;
     }
 
     /// Publishes one synthetic event straight into the journal (for
