@@ -206,6 +206,7 @@ impl Config {
             containment: self.supervisor.containment,
             state_dir,
             adopt_orphans: false,
+            restart_rate: self.supervisor.restart_rate.rate(),
         }
     }
 

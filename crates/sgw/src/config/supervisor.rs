@@ -1,8 +1,10 @@
+use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 
 use nix::unistd::geteuid;
 use serde::{Deserialize, Deserializer};
 
+use crate::engine::RestartRate;
 use crate::model::ContainmentPreference;
 
 /// Where the record of what this instance started is kept (`state_dir`).
@@ -38,6 +40,8 @@ pub struct SupervisorConfig {
     /// `"cgroup"` (or refuse to start) or `"subreaper"`.
     pub containment: ContainmentPreference,
     pub state_dir: StateDir,
+    /// Automatic restarts per second across all children.
+    pub restart_rate: RestartRateConfig,
 }
 
 impl Default for SupervisorConfig {
@@ -45,12 +49,45 @@ impl Default for SupervisorConfig {
         Self {
             containment: ContainmentPreference::Auto,
             state_dir: StateDir::Default,
+            restart_rate: RestartRateConfig::default(),
         }
+    }
+}
+
+/// `restart_rate = { per_second = 50, burst = 100 }`; `per_second = 0`
+/// turns pacing off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RestartRateConfig {
+    pub per_second: u32,
+    pub burst: u32,
+}
+
+impl Default for RestartRateConfig {
+    fn default() -> Self {
+        let rate = RestartRate::default();
+        Self {
+            per_second: rate.per_second.get(),
+            burst: rate.burst.get(),
+        }
+    }
+}
+
+impl RestartRateConfig {
+    /// The engine's setting: `None` (unlimited) for `per_second = 0`.
+    pub fn rate(&self) -> Option<RestartRate> {
+        Some(RestartRate {
+            per_second: NonZeroU32::new(self.per_second)?,
+            burst: NonZeroU32::new(self.burst)?,
+        })
     }
 }
 
 impl SupervisorConfig {
     pub(super) fn validate(&self) -> Result<(), String> {
+        if self.restart_rate.per_second > 0 && self.restart_rate.burst == 0 {
+            return Err("restart_rate: burst must be at least 1".to_owned());
+        }
         if let StateDir::Path(path) = &self.state_dir
             && !path.is_absolute()
         {
@@ -195,5 +232,32 @@ mod tests {
             ..SupervisorConfig::default()
         };
         assert_eq!(off.state_dir("demo"), None);
+    }
+
+    /// `per_second = 0` turns pacing off; a zero burst is refused rather
+    /// than read as "no restart ever".
+    #[test]
+    fn restart_rate_off_and_bad_burst() {
+        let parse = |text: &str| crate::config::Config::parse(text, "t.toml");
+        let engine = |text: &str| {
+            parse(text)
+                .expect("valid")
+                .engine_config(None)
+                .restart_rate
+                .map(|r| (r.per_second.get(), r.burst.get()))
+        };
+        assert_eq!(engine(""), Some((50, 100)));
+        assert_eq!(
+            engine("[supervisor]\nrestart_rate = { per_second = 7, burst = 3 }\n"),
+            Some((7, 3))
+        );
+        assert_eq!(
+            engine("[supervisor]\nrestart_rate = { per_second = 0 }\n"),
+            None
+        );
+        let error = parse("[supervisor]\nrestart_rate = { per_second = 5, burst = 0 }\n")
+            .expect_err("zero burst")
+            .to_string();
+        assert!(error.contains("burst"), "{error}");
     }
 }

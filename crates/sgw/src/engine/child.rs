@@ -14,6 +14,7 @@ use tokio::time::sleep_until;
 
 use super::Context;
 use super::dependencies::DependencyWait;
+use super::pacing::Pacer;
 use super::policy::{Decision, RestartTracker};
 use super::process::Process;
 use crate::control::ControlError;
@@ -167,7 +168,7 @@ impl ChildTask {
                         return;
                     }
                 }
-                wake = next_wake(&mut self.phase, &self.spec, self.tracker.attempts()) => {
+                wake = next_wake(&mut self.phase, &self.spec, self.tracker.attempts(), &self.ctx.pacer) => {
                     self.on_wake(wake).await;
                 }
             }
@@ -547,7 +548,7 @@ impl ChildTask {
 
 /// Waits for whatever the current phase is waiting for. Phases with nothing
 /// to wait for never wake.
-async fn next_wake(phase: &mut Phase, spec: &ChildSpec, attempts: u32) -> Wake {
+async fn next_wake(phase: &mut Phase, spec: &ChildSpec, attempts: u32, pacer: &Pacer) -> Wake {
     match phase {
         Phase::WaitingForDependencies(wait) => {
             let deadline = tokio::time::Instant::from_std(wait.deadline);
@@ -575,6 +576,7 @@ async fn next_wake(phase: &mut Phase, spec: &ChildSpec, attempts: u32) -> Wake {
         }
         Phase::Backoff { until, .. } => {
             sleep_until(tokio::time::Instant::from_std(*until)).await;
+            pacer.ready().await;
             Wake::BackoffElapsed
         }
         Phase::Stopped | Phase::Paused | Phase::Quarantined => pending().await,

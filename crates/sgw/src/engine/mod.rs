@@ -5,6 +5,7 @@ mod capture;
 mod child;
 pub mod containment;
 mod dependencies;
+mod pacing;
 mod policy;
 mod process;
 mod topology;
@@ -35,6 +36,8 @@ use crate::model::{
 use child::{ChildTask, Envelope, Op};
 use containment::Containment;
 pub use containment::ContainmentError;
+use pacing::Pacer;
+pub use pacing::RestartRate;
 
 /// What the engine needs besides its children.
 #[derive(Debug, Clone)]
@@ -54,6 +57,9 @@ pub struct EngineConfig {
     /// call: the `sgw` binary turns it on; an embedding application that
     /// forks other children of its own must reap them itself too.
     pub adopt_orphans: bool,
+    /// Automatic restarts per second across every child; `None`:
+    /// unlimited (each child's backoff alone decides).
+    pub restart_rate: Option<RestartRate>,
 }
 
 impl Default for EngineConfig {
@@ -66,6 +72,7 @@ impl Default for EngineConfig {
             containment: ContainmentPreference::Auto,
             state_dir: None,
             adopt_orphans: false,
+            restart_rate: Some(RestartRate::default()),
         }
     }
 }
@@ -122,6 +129,7 @@ pub(crate) struct Context {
     terminated: CancellationToken,
     next_command: AtomicU64,
     containment: Containment,
+    pacer: Pacer,
 }
 
 impl Context {
@@ -191,6 +199,7 @@ impl Supervisor {
             terminated: CancellationToken::new(),
             next_command: AtomicU64::new(1),
             containment,
+            pacer: Pacer::new(config.restart_rate),
         });
         for event in leftovers {
             if let EventKind::LeftoverKilled {

@@ -362,3 +362,60 @@ async fn unknown_user_is_a_setuid_failure() {
     assert!(error.to_string().starts_with("setuid: "), "{error}");
     sup.shutdown("test", "done").await.expect("shutdown");
 }
+
+/// Automatic restarts share one rate across the tree (here 4/s, burst 1):
+/// three children crash-looping at a 1 ms backoff get their restarts one
+/// interval apart, in total, not each; an operator's restart with the
+/// bucket empty still spawns within the command (its answer names the
+/// new pid).
+#[tokio::test]
+async fn automatic_restarts_are_paced_across_the_tree_commands_are_not() {
+    use supervisor_gateway::engine::{EngineConfig, RestartRate};
+    let specs = (0..3)
+        .map(|i| {
+            let mut spec = sh(&format!("crash-{i}"), "exit 1");
+            spec.restart = RestartPolicy::Always;
+            spec.backoff.initial = Duration::from_millis(1);
+            spec.backoff.max = Duration::from_millis(1);
+            spec.restart_budget.max = u32::MAX;
+            spec
+        })
+        .collect();
+    let rate = RestartRate {
+        per_second: std::num::NonZeroU32::new(4).expect("non-zero"),
+        burst: std::num::NonZeroU32::MIN,
+    };
+    let sup = start_with(
+        EngineConfig {
+            restart_rate: Some(rate),
+            ..EngineConfig::default()
+        },
+        specs,
+    );
+    let mut events = subscribe(&sup);
+    let automatic = |e: &supervisor_gateway::model::Event| matches!(e.kind, EventKind::ChildStarting { generation, .. } if generation >= 2);
+    let mut times = Vec::new();
+    while times.len() < 5 {
+        let record = wait_event(&mut events, "an automatic restart", automatic).await;
+        times.push(record.time);
+    }
+    // Publication follows the spawn, whose duration varies: half the
+    // 250 ms interval is the margin.
+    for pair in times.windows(2) {
+        let gap = pair[1].duration_since(pair[0]).unwrap_or_default();
+        assert!(
+            gap >= Duration::from_millis(125),
+            "automatic restarts {gap:?} apart: {times:?}"
+        );
+    }
+    // The bucket is empty now; a command still restarts at once.
+    let report = run(&sup, Command::Restart(id("crash-0")))
+        .await
+        .expect("restart");
+    assert!(
+        report.outcome.starts_with("restarted (generation"),
+        "{}",
+        report.outcome
+    );
+    let _ = sup.shutdown("test", "done").await;
+}

@@ -229,13 +229,19 @@ impl Containment {
     /// Readings are reused for up to a second.
     pub fn measure(&self, records: &mut [ChildRecord]) {
         let mut cache = self.usage.lock().unwrap_or_else(PoisonError::into_inner);
-        let fresh = cache.taken.is_some_and(|t| t.elapsed() < USAGE_TTL);
-        let missing = records.iter().any(|r| {
-            r.pid.is_some() && !cache.readings.contains_key(&(r.id.clone(), r.generation))
-        });
-        if !fresh || missing {
-            cache.readings = self.read_usage(records);
+        if cache.taken.is_none_or(|t| t.elapsed() >= USAGE_TTL) {
+            cache.readings = self.read_usage(records.iter());
             cache.taken = Some(Instant::now());
+        } else {
+            // Only the runs started since the last reading are read now:
+            // in a crash storm nearly every call sees a new generation,
+            // and re-reading every child each time would put the whole
+            // measurement on every call.
+            let missing = records.iter().filter(|r| {
+                r.pid.is_some() && !cache.readings.contains_key(&(r.id.clone(), r.generation))
+            });
+            let readings = self.read_usage(missing);
+            cache.readings.extend(readings);
         }
         for record in records {
             record.usage = record
@@ -245,8 +251,11 @@ impl Containment {
         }
     }
 
-    fn read_usage(&self, records: &[ChildRecord]) -> HashMap<(ChildId, u64), ResourceUsage> {
-        let live: Vec<&ChildRecord> = records.iter().filter(|r| r.pid.is_some()).collect();
+    fn read_usage<'a>(
+        &self,
+        records: impl Iterator<Item = &'a ChildRecord>,
+    ) -> HashMap<(ChildId, u64), ResourceUsage> {
+        let live: Vec<&ChildRecord> = records.filter(|r| r.pid.is_some()).collect();
         if live.is_empty() {
             return HashMap::new();
         }
