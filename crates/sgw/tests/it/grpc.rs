@@ -680,7 +680,12 @@ async fn add_child_limits_round_trip_through_get_child() {
 /// carries what its processes use (GetChild and GetState alike).
 #[tokio::test]
 async fn info_has_containment_and_running_children_have_usage() {
-    let gw = gateway(vec![sh("web", "exec sleep 1000")]).await;
+    // Exec'd directly: the spawn returns after the exec, so the process
+    // has memory mapped by the time it is RUNNING (a shell's own `exec`
+    // would come later, and a reading caught inside it sees no memory).
+    let mut web = sh("web", "");
+    web.command = vec!["/bin/sleep".into(), "1000".into()];
+    let gw = gateway(vec![web]).await;
     support::legacy::running(&gw, "web", 1).await;
     let mut client = gw.client().await;
     let info = client

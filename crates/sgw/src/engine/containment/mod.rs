@@ -229,9 +229,10 @@ impl Containment {
     /// Readings are reused for up to a second.
     pub fn measure(&self, records: &mut [ChildRecord]) {
         let mut cache = self.usage.lock().unwrap_or_else(PoisonError::into_inner);
-        if cache.taken.is_none_or(|t| t.elapsed() >= USAGE_TTL) {
-            cache.readings = self.read_usage(records.iter());
+        let readings = if cache.taken.is_none_or(|t| t.elapsed() >= USAGE_TTL) {
+            cache.readings.clear();
             cache.taken = Some(Instant::now());
+            self.read_usage(records.iter())
         } else {
             // Only the runs started since the last reading are read now:
             // in a crash storm nearly every call sees a new generation,
@@ -240,15 +241,23 @@ impl Containment {
             let missing = records.iter().filter(|r| {
                 r.pid.is_some() && !cache.readings.contains_key(&(r.id.clone(), r.generation))
             });
-            let readings = self.read_usage(missing);
-            cache.readings.extend(readings);
-        }
+            self.read_usage(missing)
+        };
         for record in records {
+            let key = (record.id.clone(), record.generation);
             record.usage = record
                 .pid
-                .and_then(|_| cache.readings.get(&(record.id.clone(), record.generation)))
+                .and_then(|_| readings.get(&key).or_else(|| cache.readings.get(&key)))
                 .copied();
         }
+        // A run caught between fork and exec (not yet in its cgroup, or
+        // mid-exec with no memory mapped) is shown as read but not kept:
+        // the next call reads it again instead of serving zeros for a TTL.
+        cache.readings.extend(
+            readings
+                .into_iter()
+                .filter(|(_, usage)| usage.processes > 0 && usage.memory_bytes > 0),
+        );
     }
 
     fn read_usage<'a>(
