@@ -78,6 +78,8 @@ function firstEvents(count) {
     const stream = journal.SubscribeEvents({ include_backlog: true });
     let received = 0;
     stream.on("data", (item) => {
+      // The first message names the journal (send it back to resume).
+      if (item.item === "start") return;
       if (item.item === "gap") {
         emit("SubscribeEvents", { gap: item.gap });
         return;

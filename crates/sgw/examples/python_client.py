@@ -134,6 +134,10 @@ def main():
             )
             received = 0
             for item in stream:
+                if item.HasField("start"):
+                    # Which journal the sequences belong to: send it back
+                    # as journal_id with after_sequence to resume.
+                    continue
                 if item.HasField("gap"):
                     emit("SubscribeEvents", gap=as_dict(item.gap))
                     continue

@@ -208,7 +208,9 @@ pub async fn run(
                     "gap": {"first_missing": gap.first_missing, "last_missing": gap.last_missing},
                 })
             )?,
-            None => {}
+            // The journal's id (to resume with), and a reset when a
+            // resume position is not honoured: none here.
+            Some(Item::Start(_) | Item::Reset(_)) | None => {}
         }
     }
     Ok(())

@@ -322,6 +322,7 @@ async fn run(settings: Settings) -> Result<(), Error> {
             lines: 0,
             follow: true,
             after_sequence: 0,
+            journal_id: String::new(),
         })
         .await?
         .into_inner();

@@ -183,13 +183,25 @@ impl GatewayConfig {
 pub struct JournalConfig {
     pub events_capacity: usize,
     pub logs_capacity: usize,
+    /// How hard each commit of the event journal (in `state_dir`) is
+    /// pushed to the disk: `normal`, `full` or `off`.
+    pub sync: crate::journal::store::SyncPolicy,
+    /// Stored events go, oldest first, past this many bytes.
+    pub retain_bytes: crate::model::Bytes,
+    /// Stored events older than this go.
+    #[serde(deserialize_with = "duration")]
+    pub retain_age: Duration,
 }
 
 impl Default for JournalConfig {
     fn default() -> Self {
+        let kept = crate::engine::JournalSettings::default();
         Self {
             events_capacity: 65_536,
             logs_capacity: 65_536,
+            sync: kept.sync,
+            retain_bytes: crate::model::Bytes(kept.retain_bytes),
+            retain_age: kept.retain_age,
         }
     }
 }
@@ -198,6 +210,12 @@ impl JournalConfig {
     pub(super) fn validate(&self) -> Result<(), String> {
         if self.events_capacity == 0 || self.logs_capacity == 0 {
             return Err("events_capacity and logs_capacity must be at least 1".to_owned());
+        }
+        if self.retain_bytes.0 < 1 << 20 {
+            return Err("retain_bytes must be at least 1M".to_owned());
+        }
+        if self.retain_age < Duration::from_secs(60) {
+            return Err("retain_age must be at least 1m".to_owned());
         }
         Ok(())
     }

@@ -207,6 +207,11 @@ impl Config {
             state_dir,
             adopt_orphans: false,
             restart_rate: self.supervisor.restart_rate.rate(),
+            journal: crate::engine::JournalSettings {
+                sync: self.journal.sync,
+                retain_bytes: self.journal.retain_bytes.0,
+                retain_age: self.journal.retain_age,
+            },
         }
     }
 

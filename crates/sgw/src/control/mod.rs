@@ -27,6 +27,10 @@ pub struct TargetInfo {
     pub supported_commands: Vec<CommandKind>,
     /// How children's descendants are contained on this host.
     pub containment: ContainmentInfo,
+    /// Which journal the event and log sequences belong to: stable across
+    /// restarts while the journal is kept on disk, new at every start
+    /// otherwise. A client resuming by sequence sends the id it saw.
+    pub journal_id: String,
 }
 
 /// Every child plus the journal positions at the moment of the snapshot.

@@ -28,6 +28,7 @@ use crate::control::{
     Command, CommandMeta, CommandReport, CommandRequest, ControlError, ControlPlane, StateSnapshot,
     TargetInfo,
 };
+use crate::journal::store::{self, EventStore, StoreConfig, StoreError, SyncPolicy};
 use crate::journal::{EventJournal, LogJournal};
 use crate::model::{
     ChildId, ChildRecord, ChildSpec, CommandKind, ContainmentPreference, Event, EventKind,
@@ -60,6 +61,36 @@ pub struct EngineConfig {
     /// Automatic restarts per second across every child; `None`:
     /// unlimited (each child's backoff alone decides).
     pub restart_rate: Option<RestartRate>,
+    /// How the event journal is kept in `state_dir` (without one, it is
+    /// memory-only and gets a new id at every start).
+    pub journal: JournalSettings,
+}
+
+/// The event journal on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JournalSettings {
+    pub sync: SyncPolicy,
+    pub retain_bytes: u64,
+    pub retain_age: std::time::Duration,
+}
+
+impl Default for JournalSettings {
+    fn default() -> Self {
+        Self {
+            sync: SyncPolicy::Normal,
+            retain_bytes: 256 << 20,
+            retain_age: std::time::Duration::from_secs(30 * 24 * 3600),
+        }
+    }
+}
+
+/// Why the supervisor could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Containment(#[from] ContainmentError),
+    #[error(transparent)]
+    Journal(#[from] StoreError),
 }
 
 impl Default for EngineConfig {
@@ -73,6 +104,7 @@ impl Default for EngineConfig {
             state_dir: None,
             adopt_orphans: false,
             restart_rate: Some(RestartRate::default()),
+            journal: JournalSettings::default(),
         }
     }
 }
@@ -130,6 +162,8 @@ pub(crate) struct Context {
     next_command: AtomicU64,
     containment: Containment,
     pacer: Pacer,
+    /// The event journal's writer, closed at a clean shutdown.
+    store: Option<EventStore>,
 }
 
 impl Context {
@@ -170,7 +204,7 @@ impl Supervisor {
     /// tokio runtime. Fails when the state directory is locked by another
     /// instance or cannot be written, or when `containment = "cgroup"` is
     /// asked for where cgroups are not usable.
-    pub fn start(config: EngineConfig, children: ChildSet) -> Result<Self, ContainmentError> {
+    pub fn start(config: EngineConfig, children: ChildSet) -> Result<Self, StartError> {
         let containment = Containment::establish(
             config.containment,
             config.state_dir.as_deref(),
@@ -181,6 +215,38 @@ impl Supervisor {
         }
         tracing::info!(containment = %containment.info(), "children are contained");
         let leftovers = containment.take_leftovers();
+        let (journal_id, events, store) = match &config.state_dir {
+            Some(dir) => {
+                let opened = store::open(
+                    &StoreConfig {
+                        dir: dir.clone(),
+                        sync: config.journal.sync,
+                        retain_bytes: config.journal.retain_bytes,
+                        retain_age: config.journal.retain_age,
+                    },
+                    config.events_capacity,
+                )?;
+                if let Some((first, last)) = opened.recovery.lost {
+                    tracing::warn!(
+                        first,
+                        last,
+                        "the previous run was killed: events it may have published after \
+                         sequence {} were not stored and are reported as lost",
+                        first - 1
+                    );
+                }
+                (
+                    opened.journal_id,
+                    EventJournal::restore(config.events_capacity, opened.restore),
+                    Some(opened.store),
+                )
+            }
+            None => (
+                store::new_journal_id(),
+                EventJournal::new(config.events_capacity),
+                None,
+            ),
+        };
         let ctx = Arc::new(Context {
             target: TargetInfo {
                 target_id: config.target_id,
@@ -188,8 +254,9 @@ impl Supervisor {
                 server_version: env!("CARGO_PKG_VERSION").to_owned(),
                 supported_commands: CommandKind::ALL.to_vec(),
                 containment: containment.info().clone(),
+                journal_id,
             },
-            events: EventJournal::new(config.events_capacity),
+            events,
             logs: LogJournal::new(config.logs_capacity),
             registry: RwLock::new(Registry::default()),
             state_generation: AtomicU64::new(0),
@@ -200,6 +267,7 @@ impl Supervisor {
             next_command: AtomicU64::new(1),
             containment,
             pacer: Pacer::new(config.restart_rate),
+            store,
         });
         for event in leftovers {
             if let EventKind::LeftoverKilled {
@@ -450,7 +518,7 @@ impl Supervisor {
         let result = self.dispatch(command).await;
         let (outcome, error_code) = match &result {
             Ok((outcome, _)) => (outcome.clone(), None),
-            Err(error) => (error.to_string(), Some(error.code())),
+            Err(error) => (error.to_string(), Some(error.code().into())),
         };
         self.ctx.events.publish(Event {
             child_id,
@@ -464,6 +532,9 @@ impl Supervisor {
         if kind == CommandKind::ShutdownTree {
             self.ctx.events.close();
             self.ctx.logs.close();
+            if let Some(store) = &self.ctx.store {
+                store.close().await;
+            }
             self.ctx.terminated.cancel();
         }
         result.map(|(outcome, child)| CommandReport {

@@ -33,6 +33,10 @@ pub enum GapReason {
     Evicted,
     /// The subscriber fell more than the ring's capacity behind while following.
     Lagged,
+    /// Published by a previous run of the server that was killed before
+    /// they reached the store: the next start skips them (sequences are
+    /// never reused) and says so.
+    Lost,
 }
 
 impl GapReason {
@@ -40,6 +44,44 @@ impl GapReason {
         match self {
             GapReason::Evicted => "evicted",
             GapReason::Lagged => "lagged",
+            GapReason::Lost => "lost",
+        }
+    }
+}
+
+/// Where published records go besides the ring (the persistent store).
+/// Called under the ring's lock, in sequence order, so it must only hand
+/// the record over (a channel send), never wait.
+pub trait Persist<T>: Send + Sync {
+    fn persist(&self, record: &Arc<Record<T>>);
+}
+
+/// What a journal starts from: records kept by a previous run, the next
+/// sequence to hand out, and where its records go.
+pub struct Restore<T> {
+    /// Oldest first, strictly increasing sequences (holes allowed).
+    pub history: Vec<Record<T>>,
+    /// At least one past the last of `history`.
+    pub next_sequence: u64,
+    pub sink: Option<Box<dyn Persist<T>>>,
+}
+
+impl<T> fmt::Debug for Restore<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Restore")
+            .field("history", &self.history.len())
+            .field("next_sequence", &self.next_sequence)
+            .field("sink", &self.sink.is_some())
+            .finish()
+    }
+}
+
+impl<T> Default for Restore<T> {
+    fn default() -> Self {
+        Self {
+            history: Vec::new(),
+            next_sequence: 1,
+            sink: None,
         }
     }
 }
@@ -101,6 +143,7 @@ impl<T> Ring<T> {
 
 struct Shared<T> {
     ring: Mutex<Ring<T>>,
+    sink: Option<Box<dyn Persist<T>>>,
     /// Carries the last published sequence; its change notification is the
     /// only thing a publisher does for subscribers.
     head: watch::Sender<u64>,
@@ -145,16 +188,29 @@ const BATCH: usize = 256;
 impl<T> Journal<T> {
     /// A journal retaining at most `capacity` records (at least one).
     pub fn new(capacity: usize) -> Self {
+        Self::restore(capacity, Restore::default())
+    }
+
+    /// A journal that continues a previous run's: its newest `capacity`
+    /// records retained, sequences going on from `next_sequence` (a hole
+    /// between the two is reported to subscribers as a `Lost` gap).
+    pub fn restore(capacity: usize, restore: Restore<T>) -> Self {
         let capacity = capacity.max(1);
-        let (head, _) = watch::channel(0);
+        let mut entries = VecDeque::with_capacity(capacity.min(4096));
+        let skip = restore.history.len().saturating_sub(capacity);
+        entries.extend(restore.history.into_iter().skip(skip).map(Arc::new));
+        let last = entries.back().map_or(0, |r: &Arc<Record<T>>| r.sequence);
+        let next_sequence = restore.next_sequence.max(last + 1).max(1);
+        let (head, _) = watch::channel(next_sequence - 1);
         Self {
             shared: Arc::new(Shared {
                 ring: Mutex::new(Ring {
-                    entries: VecDeque::with_capacity(capacity.min(4096)),
+                    entries,
                     capacity,
-                    next_sequence: 1,
+                    next_sequence,
                     closed: false,
                 }),
+                sink: restore.sink,
                 head,
             }),
         }
@@ -170,11 +226,15 @@ impl<T> Journal<T> {
             if ring.entries.len() == ring.capacity {
                 ring.entries.pop_front();
             }
-            ring.entries.push_back(Arc::new(Record {
+            let record = Arc::new(Record {
                 sequence,
                 time: SystemTime::now(),
                 body,
-            }));
+            });
+            if let Some(sink) = &self.shared.sink {
+                sink.persist(&record);
+            }
+            ring.entries.push_back(record);
             sequence
         };
         self.shared.head.send_replace(sequence);
@@ -189,6 +249,13 @@ impl<T> Journal<T> {
     /// Number of records evicted so far (published but no longer retained).
     pub fn evicted(&self) -> u64 {
         self.shared.lock().oldest_sequence() - 1
+    }
+
+    /// The oldest retained sequence and the newest published one (the
+    /// oldest is one past the newest while nothing is retained).
+    pub fn bounds(&self) -> (u64, u64) {
+        let ring = self.shared.lock();
+        (ring.oldest_sequence(), ring.next_sequence - 1)
     }
 
     pub fn capacity(&self) -> usize {
@@ -316,17 +383,22 @@ impl<T> Subscription<T> {
         }
         // A start past the head (a client resuming after `after_sequence`
         // it cannot have seen) waits for that sequence: nothing to take yet.
-        let offset = usize::try_from(self.next - oldest)
-            .unwrap_or(usize::MAX)
-            .min(ring.entries.len());
-        let available = ring.entries.len().saturating_sub(offset);
+        // Sequences are increasing but not contiguous across a restart
+        // that lost records, so the position is searched, not computed.
+        let offset = ring.entries.partition_point(|r| r.sequence < self.next);
+        let available = ring.entries.len() - offset;
         let take = available.min(BATCH);
-        self.pending.extend(
-            ring.entries
-                .range(offset..offset + take)
-                .map(|record| Item::Record(Arc::clone(record))),
-        );
-        self.next += take as u64;
+        for record in ring.entries.range(offset..offset + take) {
+            if record.sequence > self.next {
+                self.pending.push_back(Item::Gap(Gap {
+                    first_missing: self.next,
+                    last_missing: record.sequence - 1,
+                    reason: GapReason::Lost,
+                }));
+            }
+            self.pending.push_back(Item::Record(Arc::clone(record)));
+            self.next = record.sequence + 1;
+        }
         if take == available {
             self.following = true;
         }

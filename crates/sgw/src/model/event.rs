@@ -1,4 +1,7 @@
+use std::borrow::Cow;
 use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
 
 use super::{
     Bytes, ChildId, CommandKind, Exit, Failure, LeftoverProcess, PendingDependency, SpawnError,
@@ -7,7 +10,7 @@ use super::{
 
 /// One lifecycle fact. Published to the event journal, which gives it its
 /// sequence and time.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     /// The child the fact is about; `None` for tree-wide facts.
     pub child_id: Option<ChildId>,
@@ -15,7 +18,7 @@ pub struct Event {
 }
 
 /// Why a child was quarantined.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum QuarantineReason {
     /// It needed more automatic restarts than its budget allows; `after`
     /// is the end of the run that needed one too many.
@@ -45,7 +48,7 @@ impl std::fmt::Display for QuarantineReason {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum EventKind {
     ChildAdded,
     /// Waiting for these dependencies to be RUNNING before spawning.
@@ -121,8 +124,9 @@ pub enum EventKind {
         command: CommandKind,
         /// What the command did, or why it failed.
         outcome: String,
-        /// The error code when it failed.
-        error_code: Option<&'static str>,
+        /// The error code when it failed (borrowed when published, owned
+        /// when read back from the store).
+        error_code: Option<Cow<'static, str>>,
     },
     ShutdownStarted,
     ShutdownCompleted,

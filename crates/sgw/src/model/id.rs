@@ -1,7 +1,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A child's id: `[a-z0-9][a-z0-9_-]{0,62}`. Validated on construction so
 /// every `ChildId` in the program is a valid one; cheap to clone.
@@ -66,6 +66,12 @@ impl std::str::FromStr for ChildId {
     type Err = InvalidChildId;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Self::new(s)
+    }
+}
+
+impl Serialize for ChildId {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
     }
 }
 

@@ -5,13 +5,19 @@
 use std::fmt;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// A byte count written as an integer or with a binary suffix
 /// (`"512M"`, `"2G"`, `"64K"`), as systemd's `MemoryMax=` takes it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "ByteText")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "ByteText", into = "u64")]
 pub struct Bytes(pub u64);
+
+impl From<Bytes> for u64 {
+    fn from(bytes: Bytes) -> u64 {
+        bytes.0
+    }
+}
 
 #[derive(Deserialize)]
 #[serde(untagged)]
@@ -238,7 +244,7 @@ impl fmt::Display for ContainmentInfo {
 
 /// A process of a previous sgw instance found still running at start and
 /// killed before any child started.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LeftoverProcess {
     pub pid: u32,
     /// Its command line (`/proc/PID/cmdline`, spaces between arguments).

@@ -9,7 +9,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::{Bytes, CgroupLimits, ChildId, CpuMax};
 
@@ -143,6 +143,12 @@ impl FromStr for StopSignal {
             )),
             Some(signal) => Ok(StopSignal(signal)),
         }
+    }
+}
+
+impl Serialize for StopSignal {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.0.as_str())
     }
 }
 

@@ -4,11 +4,12 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use nix::sys::signal::Signal;
+use serde::{Deserialize, Serialize};
 
 use super::{ChildId, ChildSpec, ResourceUsage};
 
 /// Where a child is in its lifecycle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum ChildState {
     /// Waiting for dependencies, or spawned and not yet `ready_after` old.
     Starting,
@@ -61,7 +62,7 @@ impl fmt::Display for ChildState {
 }
 
 /// How a process ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Exit {
     Code(i32),
     Signal(i32),
@@ -97,7 +98,7 @@ impl fmt::Display for Exit {
 }
 
 /// The step of starting a process that failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum SpawnStage {
     /// Changing to the child's `cwd` (systemd's `200/CHDIR`).
     Chdir,
@@ -136,7 +137,7 @@ impl fmt::Display for SpawnStage {
 /// A process that could not be started: which step failed, on what path,
 /// and the operating system's words. Displays as
 /// `exec: /usr/bin/foo: No such file or directory`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SpawnError {
     pub stage: SpawnStage,
     /// What the step acted on: the `cwd` for `chdir`, the program (as
@@ -161,7 +162,7 @@ impl fmt::Display for SpawnError {
 /// How a run of a child ended without anyone asking it to: its process
 /// exited on its own, or it never ran. No exit code is made up for a
 /// process that never existed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Failure {
     /// The process ran and exited (or was killed) on its own.
     Exit(Exit),
@@ -179,7 +180,7 @@ impl fmt::Display for Failure {
 }
 
 /// Why a dependency is not RUNNING, as a dependent waiting for it sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum DependencyStatus {
     /// Its current state (never RUNNING here).
     State(ChildState),
@@ -219,7 +220,7 @@ impl fmt::Display for DependencyStatus {
 
 /// A dependency a child is waiting for, and why it is not RUNNING.
 /// Displays as `db: autostart = false`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PendingDependency {
     pub id: ChildId,
     pub status: DependencyStatus,

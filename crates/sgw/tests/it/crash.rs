@@ -180,15 +180,31 @@ command = ["/bin/sh", "-c", "setsid sleep 300 & echo $! > {pid}.tmp; mv {pid}.tm
         let event = leftovers[0].to_string();
         assert!(event.contains(&helper.to_string()), "{mode}: {event}");
         assert!(event.contains("sleep 300"), "{mode}: {event}");
-        // A clean stop leaves nothing for a third start to find.
+        // A clean stop leaves nothing for a third start to find (the
+        // journal is kept: only the third run's own events count).
         let _ = read_pid(&pid_file);
+        let second_last = second
+            .events()
+            .iter()
+            .filter_map(|e| e["event"]["sequence"].as_u64())
+            .max()
+            .expect("events");
         second.stop();
         let third = Daemon::start(&[], &config, &socket);
+        let third_events = third.events();
         assert!(
-            !third
-                .events()
-                .iter()
-                .any(|e| e["event"]["event_type"] == "EVENT_TYPE_LEFTOVER_KILLED"),
+            third_events.iter().any(|e| e["event"]["sequence"]
+                .as_u64()
+                .is_some_and(|s| s > second_last)),
+            "{mode}: the third run's events follow the second's"
+        );
+        assert!(
+            !third_events.iter().any(|e| {
+                e["event"]["event_type"] == "EVENT_TYPE_LEFTOVER_KILLED"
+                    && e["event"]["sequence"]
+                        .as_u64()
+                        .is_some_and(|s| s > second_last)
+            }),
             "{mode}: a clean shutdown leaves no leftovers"
         );
     }
@@ -264,4 +280,129 @@ command = ["/bin/sh", "-c", "for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 
         let mut daemon = daemon;
         daemon.stop();
     }
+}
+
+/// kill -9 during a write storm: the next start on the same state
+/// directory keeps the journal id, and a client resuming after the last
+/// event it saw gets what was stored after it, then an explicit `lost`
+/// gap for what the killed run may have published without storing, then
+/// the new run's events: no reused sequence, no reset, no silence.
+#[test]
+fn journal_survives_kill_9_with_an_explicit_lost_gap() {
+    use supervisor_gateway::pb;
+    use supervisor_gateway::pb::subscribe_events_response::Item;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("sgw.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[supervisor]
+state_dir = "{state}"
+restart_rate = {{ per_second = 0 }}
+
+[[child]]
+id = "storm"
+command = ["/bin/sh", "-c", "exit 1"]
+restart = "always"
+backoff = {{ initial = "1ms", max = "1ms", jitter = 0.0 }}
+restart_budget = {{ max = 1000000, window = "1s" }}
+"#,
+            state = dir.path().join("state").display(),
+        ),
+    )
+    .expect("config");
+    let socket = dir.path().join("sgw.sock");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let next = |stream: &mut tonic::Streaming<pb::SubscribeEventsResponse>| {
+        runtime.block_on(async {
+            tokio::time::timeout(PATIENCE, stream.message())
+                .await
+                .expect("an item in time")
+                .expect("stream ok")
+                .expect("stream open")
+                .item
+                .expect("item")
+        })
+    };
+
+    let mut first = Daemon::start(&[], &config, &socket);
+    let (id, mut stream) = runtime.block_on(async {
+        let mut client = supervisor_gateway::client::connect(&socket)
+            .await
+            .expect("connect");
+        let info = client
+            .control
+            .get_info(pb::GetInfoRequest {})
+            .await
+            .expect("GetInfo")
+            .into_inner();
+        let stream = client
+            .journal
+            .subscribe_events(pb::SubscribeEventsRequest {
+                include_backlog: true,
+                ..Default::default()
+            })
+            .await
+            .expect("subscribe")
+            .into_inner();
+        (info.journal_id, stream)
+    });
+    let mut seen = 0;
+    while seen < 300 {
+        if let Item::Event(event) = next(&mut stream) {
+            seen = event.sequence;
+        }
+    }
+    first.sigkill();
+    drop(stream);
+
+    let second = Daemon::start(&[], &config, &socket);
+    let mut stream = runtime.block_on(async {
+        let mut client = supervisor_gateway::client::connect(&socket)
+            .await
+            .expect("connect");
+        let info = client
+            .control
+            .get_info(pb::GetInfoRequest {})
+            .await
+            .expect("GetInfo")
+            .into_inner();
+        assert_eq!(info.journal_id, id, "the journal id survives kill -9");
+        client
+            .journal
+            .subscribe_events(pb::SubscribeEventsRequest {
+                after_sequence: seen,
+                journal_id: id.clone(),
+                ..Default::default()
+            })
+            .await
+            .expect("resubscribe")
+            .into_inner()
+    });
+    assert!(matches!(next(&mut stream), Item::Start(s) if s.journal_id == id));
+    // Every sequence after `seen` is delivered or covered by a gap, in
+    // order, until the new run's first event (the one after the gap).
+    let mut expected = seen + 1;
+    let mut lost = None;
+    loop {
+        match next(&mut stream) {
+            Item::Event(event) => {
+                assert_eq!(event.sequence, expected, "no duplicate, no silent hole");
+                expected += 1;
+                if lost.is_some() {
+                    break;
+                }
+            }
+            Item::Gap(gap) => {
+                assert_eq!(gap.first_missing, expected, "{gap:?}");
+                assert_eq!(gap.reason, pb::GapReason::Lost as i32, "{gap:?}");
+                assert!(lost.is_none(), "one lost range: {gap:?}");
+                expected = gap.last_missing + 1;
+                lost = Some(gap);
+            }
+            other => panic!("no reset for the same journal: {other:?}"),
+        }
+    }
+    drop(second);
 }

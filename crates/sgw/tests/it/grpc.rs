@@ -238,14 +238,22 @@ async fn every_control_rpc_round_trips() {
     gw.shutdown().await;
 }
 
+/// The next event or gap; the stream's first message (its StreamStart)
+/// is checked and skipped.
 async fn next_event(stream: &mut tonic::Streaming<pb::SubscribeEventsResponse>) -> EventItem {
-    tokio::time::timeout(PATIENCE, stream.message())
-        .await
-        .expect("an event in time")
-        .expect("stream ok")
-        .expect("stream open")
-        .item
-        .expect("item")
+    loop {
+        let item = tokio::time::timeout(PATIENCE, stream.message())
+            .await
+            .expect("an event in time")
+            .expect("stream ok")
+            .expect("stream open")
+            .item
+            .expect("item");
+        match item {
+            EventItem::Start(start) => assert_eq!(start.journal_id.len(), 32, "{start:?}"),
+            other => return other,
+        }
+    }
 }
 
 /// A subscriber that reconnects with `after_sequence` = the last sequence
@@ -270,7 +278,7 @@ async fn event_stream_resumes_after_reconnect_without_duplicates() {
                 assert_eq!(e.sequence, last + 1, "backlog starts at 1 and is gapless");
                 last = e.sequence;
             }
-            EventItem::Gap(g) => panic!("unexpected gap {g:?}"),
+            other => panic!("unexpected {other:?}"),
         }
     }
     drop(stream);
@@ -305,7 +313,7 @@ async fn event_stream_resumes_after_reconnect_without_duplicates() {
                 last = e.sequence;
                 saw_pause = e.event_type == pb::EventType::ChildPaused as i32;
             }
-            EventItem::Gap(g) => panic!("unexpected gap {g:?}"),
+            other => panic!("unexpected {other:?}"),
         }
     }
     gw.shutdown().await;
@@ -345,7 +353,7 @@ async fn event_filters_and_gaps() {
             );
             assert!(matches!(e.detail, Some(pb::event::Detail::ChildPaused(_))));
         }
-        EventItem::Gap(g) => panic!("unexpected gap {g:?}"),
+        other => panic!("unexpected {other:?}"),
     }
     let bad = c
         .journal
@@ -382,10 +390,10 @@ async fn evicted_history_is_an_in_band_gap() {
             assert_eq!(gap.reason, pb::GapReason::Evicted as i32);
             match next_event(&mut stream).await {
                 EventItem::Event(e) => assert_eq!(e.sequence, gap.last_missing + 1),
-                EventItem::Gap(g) => panic!("two gaps {g:?}"),
+                other => panic!("one gap, then events: {other:?}"),
             }
         }
-        EventItem::Event(e) => panic!("expected a gap, got {e:?}"),
+        other => panic!("expected a gap, got {other:?}"),
     }
     gw.shutdown().await;
 }
@@ -423,6 +431,7 @@ async fn tail_logs_backlog_then_end() {
             lines: 2,
             follow: false,
             after_sequence: 0,
+            journal_id: String::new(),
         })
         .await
         .expect("tail")
@@ -438,7 +447,8 @@ async fn tail_logs_backlog_then_end() {
                 assert_eq!(line.stream, pb::LogStream::Stdout as i32);
                 lines.push(line.text);
             }
-            LogItem::Gap(g) => panic!("gap {g:?}"),
+            LogItem::Start(_) => {}
+            other => panic!("unexpected {other:?}"),
         }
     }
     assert_eq!(lines, ["line 4", "line 5"]);

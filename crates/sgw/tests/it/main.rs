@@ -20,6 +20,7 @@ mod cli;
 mod cli_follow;
 mod containment;
 mod crash;
+mod durable;
 mod engine;
 mod errors;
 mod grpc;

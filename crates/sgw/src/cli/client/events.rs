@@ -7,13 +7,14 @@
 //! always reached and a resume never replays what was filtered out.
 //!
 //! With `--follow`, a lost stream is retried with backoff (100 ms doubling
-//! to 2 s, forever). On reconnect the follower asks whether this is the
-//! server it was following: a journal shorter than our position, or a
-//! different event at the last sequence we received (compared by sequence,
-//! time, type and child), means a new server whose journal restarted at 1.
-//! That is printed as a `server restarted` line and the new server's journal
-//! is printed from its start. Otherwise it resumes after the last sequence
-//! it handled; nothing is printed twice and a loss shows as a gap line.
+//! to 2 s, forever). Every request names the journal its position belongs
+//! to (the `journal_id` of the stream's first message); a server that
+//! answers with a `JournalReset` (its journal is not the one we followed:
+//! it restarted without keeping one, or our position is past its head)
+//! is printed as a `server restarted` line, and its journal is printed
+//! from the oldest retained event. Otherwise it resumes after the last
+//! sequence it handled; nothing is printed twice and a loss shows as a
+//! gap line.
 
 use std::time::Duration;
 
@@ -45,26 +46,6 @@ const BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// its listener without answering.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// The identity of one journal entry, to recognize the same server.
-#[derive(Debug, Clone, PartialEq)]
-struct Seen {
-    sequence: u64,
-    time: Option<prost_types::Timestamp>,
-    event_type: i32,
-    child_id: String,
-}
-
-impl Seen {
-    fn of(event: &pb::Event) -> Self {
-        Self {
-            sequence: event.sequence,
-            time: event.time,
-            event_type: event.event_type,
-            child_id: event.child_id.clone(),
-        }
-    }
-}
-
 /// Where the follower is in the current server's journal.
 #[derive(Debug)]
 struct Follower<'a> {
@@ -72,8 +53,8 @@ struct Follower<'a> {
     children: Vec<String>,
     /// Every sequence up to here was printed, filtered out, or shown as a gap.
     position: u64,
-    /// The last event received from the current server.
-    last_seen: Option<Seen>,
+    /// The journal `position` belongs to (unknown for a bare `--after`).
+    journal_id: String,
     /// The next reconnect delay; starts over once the stream delivers.
     delay: Duration,
 }
@@ -88,7 +69,6 @@ impl Follower<'_> {
             return Ok(());
         }
         self.position = event.sequence;
-        self.last_seen = Some(Seen::of(event));
         if !self.wanted(event) {
             return Ok(());
         }
@@ -111,16 +91,27 @@ impl Follower<'_> {
         )
     }
 
-    /// A new server: its journal is printed from the start.
-    fn restarted(&mut self) -> Result<(), CliError> {
+    /// The server did not honour our position: its journal is printed
+    /// from the oldest retained event.
+    fn restarted(&mut self, reset: &pb::JournalReset) -> Result<(), CliError> {
         let previous = self.position;
         self.position = 0;
-        self.last_seen = None;
+        let reason = pb::JournalResetReason::try_from(reset.reason)
+            .unwrap_or(pb::JournalResetReason::Unspecified);
+        let why = match reason {
+            pb::JournalResetReason::AfterHead => "it has no event after our position",
+            _ => "its journal is not the one we followed",
+        };
         self.conn.print(
-            || serde_json::json!({"server_restarted": {"previous_position": previous}}),
+            || {
+                serde_json::json!({"server_restarted": {
+                    "previous_position": previous,
+                    "reason": reason.as_str_name(),
+                }})
+            },
             || {
                 format!(
-                    "-- server restarted: its journal starts over at sequence 1 (the previous server was followed up to {previous}) --"
+                    "-- server restarted: {why} (followed up to {previous}); printing its journal from the oldest retained event --"
                 )
             },
         )
@@ -137,6 +128,7 @@ impl Follower<'_> {
             include_backlog: true,
             child_ids: Vec::new(),
             event_types: Vec::new(),
+            journal_id: self.journal_id.clone(),
         };
         let mut stream = client.journal.subscribe_events(request).await?.into_inner();
         loop {
@@ -148,6 +140,8 @@ impl Follower<'_> {
             match response.item {
                 Some(Item::Event(event)) => self.event(&event)?,
                 Some(Item::Gap(gap)) => self.gap(&gap)?,
+                Some(Item::Start(start)) => self.journal_id = start.journal_id,
+                Some(Item::Reset(reset)) => self.restarted(&reset)?,
                 None => {}
             }
             if end.is_some_and(|end| self.position >= end) {
@@ -156,38 +150,8 @@ impl Follower<'_> {
         }
     }
 
-    /// Whether the server behind `client` is the one we were following.
-    async fn same_server(&self, client: &mut Client) -> Result<bool, CliError> {
-        let state = client
-            .control
-            .get_state(pb::GetStateRequest {})
-            .await?
-            .into_inner();
-        if state.last_event_sequence < self.position {
-            return Ok(false);
-        }
-        let Some(seen) = &self.last_seen else {
-            return Ok(true);
-        };
-        let request = pb::SubscribeEventsRequest {
-            after_sequence: seen.sequence.saturating_sub(1),
-            include_backlog: true,
-            child_ids: Vec::new(),
-            event_types: Vec::new(),
-        };
-        let mut stream = client.journal.subscribe_events(request).await?.into_inner();
-        match stream.message().await? {
-            Some(pb::SubscribeEventsResponse {
-                item: Some(Item::Event(event)),
-            }) => Ok(Seen::of(&event) == *seen),
-            // Evicted since: it cannot be told; the gap line shows the loss.
-            Some(_) => Ok(true),
-            None => Err(tonic::Status::unavailable("the server ended the event stream").into()),
-        }
-    }
-
-    /// Connects again with backoff until the server answers, and decides
-    /// whether it is the same one.
+    /// Connects again with backoff until the server answers (whether it is
+    /// the same journal, the next stream's first messages say).
     async fn reconnect(&mut self) -> Result<Client, CliError> {
         let mut last_problem = String::new();
         loop {
@@ -195,15 +159,13 @@ impl Follower<'_> {
             self.delay = (self.delay * 2).min(BACKOFF_MAX);
             let attempt = async {
                 let mut client = self.conn.connect().await?;
-                let same = self.same_server(&mut client).await?;
-                Ok::<_, CliError>((client, same))
+                // A server that accepts but cannot answer is not back yet.
+                client.control.get_info(pb::GetInfoRequest {}).await?;
+                Ok::<_, CliError>(client)
             };
             match tokio::time::timeout(ATTEMPT_TIMEOUT, attempt).await {
-                Ok(Ok((client, same))) => {
+                Ok(Ok(client)) => {
                     eprintln!("sgw: reconnected to {}", self.conn.path().display());
-                    if !same {
-                        self.restarted()?;
-                    }
                     return Ok(client);
                 }
                 Ok(Err(CliError::Output(error))) => return Err(CliError::Output(error)),
@@ -235,7 +197,7 @@ pub async fn events(args: EventsArgs) -> Result<(), CliError> {
         && after > state.last_event_sequence
     {
         eprintln!(
-            "sgw: note: --after {after} is past the newest event ({}); a restarted server's journal starts over at 1",
+            "sgw: note: --after {after} is past the newest event ({}); printing from the oldest retained event",
             state.last_event_sequence
         );
     }
@@ -244,7 +206,7 @@ pub async fn events(args: EventsArgs) -> Result<(), CliError> {
         conn: &args.conn,
         children: args.children.clone(),
         position: args.after.unwrap_or(0),
-        last_seen: None,
+        journal_id: String::new(),
         delay: BACKOFF_INITIAL,
     };
     loop {

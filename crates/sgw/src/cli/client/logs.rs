@@ -37,6 +37,7 @@ pub async fn logs(args: LogsArgs) -> Result<(), CliError> {
         lines: args.lines,
         follow: args.follow,
         after_sequence: 0,
+        journal_id: String::new(),
     };
     let mut stream = client.journal.tail_logs(request).await?.into_inner();
     while let Some(response) = stream.message().await? {
@@ -48,7 +49,8 @@ pub async fn logs(args: LogsArgs) -> Result<(), CliError> {
                 || serde_json::json!({"gap": json::gap(&gap)}),
                 || human::gap(&gap, "log lines"),
             )?,
-            None => {}
+            // `sgw logs` does not resume by sequence: nothing to check.
+            Some(Item::Start(_) | Item::Reset(_)) | None => {}
         }
     }
     Ok(())

@@ -330,6 +330,7 @@ pub fn info(target: &TargetInfo, limits: &Limits) -> pb::GetInfoResponse {
         }),
         caller: None,
         containment: Some(containment(&target.containment)),
+        journal_id: target.journal_id.clone(),
     }
 }
 
@@ -373,6 +374,7 @@ pub fn gap(gap: &Gap) -> pb::Gap {
         reason: match gap.reason {
             GapReason::Evicted => pb::GapReason::Evicted,
             GapReason::Lagged => pb::GapReason::Lagged,
+            GapReason::Lost => pb::GapReason::Lost,
         } as i32,
     }
 }
@@ -523,7 +525,7 @@ fn detail(kind: &EventKind) -> Detail {
             command_id: command_id.clone(),
             command: command_type(*command) as i32,
             outcome: outcome.clone(),
-            error_code: error_code.unwrap_or_default().to_owned(),
+            error_code: error_code.as_deref().unwrap_or_default().to_owned(),
         }),
         EventKind::ShutdownStarted => Detail::ShutdownStarted(pb::ShutdownStarted {}),
         EventKind::ShutdownCompleted => Detail::ShutdownCompleted(pb::ShutdownCompleted {}),

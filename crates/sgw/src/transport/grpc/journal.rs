@@ -12,7 +12,7 @@ use tonic::{Request, Response, Status};
 use super::{Shared, conv, peer};
 use crate::control::Denial;
 use crate::control::{ControlError, ControlPlane, EventFilter, LogFilter};
-use crate::journal::{Gap, Item, Record, Start, Subscription};
+use crate::journal::{self, Gap, Item, Record, Reset, ResetReason, Start, Subscription};
 use crate::pb;
 use crate::pb::journal_service_server::JournalService;
 use crate::transport::admission::UidSlot;
@@ -87,6 +87,47 @@ fn start(after_sequence: u64, include_backlog: bool) -> Start {
         (0, true) => Start::Oldest,
         (after, _) => Start::After(after),
     }
+}
+
+/// Where a stream starts: a resume position checked against this journal
+/// (see [`journal::resume`]), else `fallback`.
+fn resume_or(
+    journal_id: &str,
+    last: u64,
+    claimed: &str,
+    after: u64,
+    fallback: impl FnOnce() -> Start,
+) -> (Start, Option<Reset>) {
+    if after > 0 {
+        journal::resume(journal_id, last, claimed, after)
+    } else {
+        (fallback(), None)
+    }
+}
+
+fn stream_start(journal_id: &str, (oldest, last): (u64, u64)) -> pb::StreamStart {
+    pb::StreamStart {
+        journal_id: journal_id.to_owned(),
+        oldest_sequence: oldest,
+        last_sequence: last,
+    }
+}
+
+fn journal_reset(reset: &Reset) -> pb::JournalReset {
+    pb::JournalReset {
+        reason: match reset.reason {
+            ResetReason::JournalChanged => pb::JournalResetReason::JournalChanged,
+            ResetReason::AfterHead => pb::JournalResetReason::AfterHead,
+        } as i32,
+        requested_journal_id: reset.requested_journal_id.clone(),
+        requested_after: reset.requested_after,
+    }
+}
+
+/// `stream` behind its first messages (the StreamStart, and a reset).
+fn prefixed<R: Send + 'static>(first: Vec<R>, stream: Inner<R>) -> Inner<R> {
+    use futures_util::StreamExt;
+    Box::pin(futures_util::stream::iter(first.into_iter().map(Ok)).chain(stream))
 }
 
 /// The status a stream ends with when the journal closes: the supervisor
@@ -167,7 +208,26 @@ impl<C: ControlPlane> JournalService for JournalApi<C> {
             event_types: conv::event_types(&body.event_types)
                 .map_err(|e| self.shared.status(&e))?,
         };
-        let subscription = events.subscribe(start(body.after_sequence, body.include_backlog));
+        let journal_id = &self.shared.info.journal_id;
+        let bounds = events.bounds();
+        let (from, reset) = resume_or(
+            journal_id,
+            bounds.1,
+            &body.journal_id,
+            body.after_sequence,
+            || start(0, body.include_backlog),
+        );
+        let mut first = vec![pb::SubscribeEventsResponse {
+            item: Some(pb::subscribe_events_response::Item::Start(stream_start(
+                journal_id, bounds,
+            ))),
+        }];
+        first.extend(reset.as_ref().map(|reset| pb::SubscribeEventsResponse {
+            item: Some(pb::subscribe_events_response::Item::Reset(journal_reset(
+                reset,
+            ))),
+        }));
+        let subscription = events.subscribe(from);
         let stream = journal_stream(
             subscription,
             None,
@@ -182,7 +242,7 @@ impl<C: ControlPlane> JournalService for JournalApi<C> {
                 item: Some(pb::subscribe_events_response::Item::Gap(conv::gap(gap))),
             },
         );
-        Ok(Response::new(EventStream(stream, slot)))
+        Ok(Response::new(EventStream(prefixed(first, stream), slot)))
     }
 
     async fn tail_logs(
@@ -202,17 +262,31 @@ impl<C: ControlPlane> JournalService for JournalApi<C> {
             child_ids: conv::child_ids("child_ids", &body.child_ids)
                 .map_err(|e| self.shared.status(&e))?,
         };
-        let from = if body.after_sequence > 0 {
-            Start::After(body.after_sequence)
-        } else {
-            let lines = usize::try_from(body.lines).unwrap_or(usize::MAX);
-            logs.start_for_last(
-                lines,
-                self.shared.max_tail_bytes,
-                |line| filter.matches(line),
-                |line| line.text.len(),
-            )
-        };
+        let journal_id = &self.shared.info.journal_id;
+        let bounds = logs.bounds();
+        let (from, reset) = resume_or(
+            journal_id,
+            bounds.1,
+            &body.journal_id,
+            body.after_sequence,
+            || {
+                let lines = usize::try_from(body.lines).unwrap_or(usize::MAX);
+                logs.start_for_last(
+                    lines,
+                    self.shared.max_tail_bytes,
+                    |line| filter.matches(line),
+                    |line| line.text.len(),
+                )
+            },
+        );
+        let mut first = vec![pb::TailLogsResponse {
+            item: Some(pb::tail_logs_response::Item::Start(stream_start(
+                journal_id, bounds,
+            ))),
+        }];
+        first.extend(reset.as_ref().map(|reset| pb::TailLogsResponse {
+            item: Some(pb::tail_logs_response::Item::Reset(journal_reset(reset))),
+        }));
         // Without follow, the stream ends at what was published when the
         // request arrived.
         let end = (!body.follow).then(|| logs.last_sequence());
@@ -228,6 +302,6 @@ impl<C: ControlPlane> JournalService for JournalApi<C> {
                 item: Some(pb::tail_logs_response::Item::Gap(conv::gap(gap))),
             },
         );
-        Ok(Response::new(LogStream(stream, slot)))
+        Ok(Response::new(LogStream(prefixed(first, stream), slot)))
     }
 }

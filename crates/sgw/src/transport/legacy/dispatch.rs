@@ -15,14 +15,15 @@ use super::Adapter;
 use super::error::to_legacy_error;
 use super::protocol::{
     CommandParams, CommandResult, CommandTarget, ErrorCode, ErrorObject, INVALID_REQUEST_ID,
-    Method, PROTOCOL_VERSION, Parsed, Reply, Request, Response, Stage, SubscribeParams, line,
+    Method, PROTOCOL_VERSION, Parsed, Reply, Request, ResetReply, Response, Stage, SubscribeParams,
+    line,
 };
 use super::records::unix_nanos;
 use super::state::{runtime_record, runtime_state};
 use crate::control::{
     Command, CommandMeta, CommandReport, CommandRequest, ControlError, ControlPlane,
 };
-use crate::journal::{Start, Subscription};
+use crate::journal::{self, Start, Subscription};
 use crate::model::{ChildId, ChildSpec, CommandKind, Event, LogLine, SpecError};
 use crate::transport::peer::Caller;
 
@@ -111,6 +112,7 @@ impl<C: ControlPlane> Adapter<C> {
                 Ok(Reply::Hello {
                     protocol_version: PROTOCOL_VERSION,
                     registration: self.registration().await,
+                    journal_id: self.control().info().journal_id,
                 }),
                 None,
             ),
@@ -164,17 +166,38 @@ impl<C: ControlPlane> Adapter<C> {
                 "subscriptions require params.session_established = true".to_owned(),
             ));
         }
-        let start = params.after_sequence.map_or(Start::Live, Start::After);
-        let (subscription, subscribe) = if method == Method::LogsTail {
+        let journal_id = self.control().info().journal_id;
+        let claimed = params.journal_id.unwrap_or_default();
+        let from = |last: u64| match params.after_sequence {
+            Some(after) => journal::resume(&journal_id, last, &claimed, after),
+            None => (Start::Live, None),
+        };
+        let (subscription, subscribe, last, reset) = if method == Method::LogsTail {
             let logs = self.guard().logs(peer, via).await.map_err(denied)?;
-            ("logs", Subscribe::Logs(logs.subscribe(start)))
+            let last = logs.last_sequence();
+            let (start, reset) = from(last);
+            ("logs", Subscribe::Logs(logs.subscribe(start)), last, reset)
         } else {
             let events = self.guard().events(peer, via).await.map_err(denied)?;
-            ("events", Subscribe::Events(events.subscribe(start)))
+            let last = events.last_sequence();
+            let (start, reset) = from(last);
+            (
+                "events",
+                Subscribe::Events(events.subscribe(start)),
+                last,
+                reset,
+            )
         };
         let reply = Reply::Subscription {
             target_id: self.target_id().to_owned(),
             subscription,
+            last_sequence: last,
+            reset: reset.map(|reset| ResetReply {
+                reason: reset.reason.as_str(),
+                requested_journal_id: reset.requested_journal_id,
+                requested_after: reset.requested_after,
+            }),
+            journal_id,
         };
         Ok((reply, subscribe))
     }

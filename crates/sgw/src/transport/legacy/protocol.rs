@@ -178,6 +178,11 @@ pub struct SubscribeParams {
     /// seen in `state.recent_events`) instead of starting with new records.
     #[serde(default)]
     pub after_sequence: Option<u64>,
+    /// Extension: the journal `after_sequence` belongs to (from `hello` or
+    /// a previous subscription result). Another journal's position, or one
+    /// past the head, gets a `reset` and a full replay.
+    #[serde(default)]
+    pub journal_id: Option<String>,
 }
 
 /// Error `code`s. `events_dropped`, `logs_dropped` and `shutting_down` only
@@ -277,6 +282,14 @@ impl Response {
     }
 }
 
+/// Why a subscription's `after_sequence` was not honoured.
+#[derive(Debug, Serialize)]
+pub struct ResetReply {
+    pub reason: &'static str,
+    pub requested_journal_id: String,
+    pub requested_after: u64,
+}
+
 /// The `result` of a successful response, tagged by `type`.
 #[derive(Debug, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -284,6 +297,8 @@ pub enum Reply {
     Hello {
         protocol_version: &'static str,
         registration: Registration,
+        /// Extension: the journal event and log sequences belong to.
+        journal_id: String,
     },
     State {
         target_id: String,
@@ -292,6 +307,14 @@ pub enum Reply {
     Subscription {
         target_id: String,
         subscription: &'static str,
+        /// Extension: the journal the pushed sequences belong to, and its
+        /// newest sequence when the subscription started.
+        journal_id: String,
+        last_sequence: u64,
+        /// Extension: set when `after_sequence` was not honoured (another
+        /// journal, or past the head): every retained record follows.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reset: Option<ResetReply>,
     },
     CommandResult {
         target_id: String,

@@ -191,6 +191,7 @@ fn lagged(target_id: &str, feed: Feed, gap: Gap) -> Push {
     let why = match gap.reason {
         GapReason::Lagged => "this connection read too slowly",
         GapReason::Evicted => "they are no longer retained",
+        GapReason::Lost => "the server was killed before it stored them",
     };
     dropped(target_id, feed.dropped_code(), feed.records(), gap, why)
 }

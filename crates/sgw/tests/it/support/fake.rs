@@ -50,6 +50,7 @@ impl ControlPlane for ScriptedControl {
             server_version: "test".into(),
             supported_commands: CommandKind::ALL.to_vec(),
             containment: ContainmentInfo::default(),
+            journal_id: "0123456789abcdef0123456789abcdef".into(),
         }
     }
 

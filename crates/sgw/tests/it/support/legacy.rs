@@ -78,14 +78,16 @@ impl LegacyClient {
 
 /// Keys whose values change from run to run (clocks, process ids, and a
 /// running child's resource usage, which also depends on the host's
-/// cgroup delegation; its shape is checked by the adapter's unit tests).
-pub const VOLATILE: [&str; 6] = [
+/// cgroup delegation; its shape is checked by the adapter's unit tests;
+/// the journal id is random per journal).
+pub const VOLATILE: [&str; 7] = [
     "occurred_at_unix_nanos",
     "generated_at_unix_nanos",
     "updated_at_unix_nanos",
     "completed_at_unix_nanos",
     "pid",
     "usage",
+    "journal_id",
 ];
 
 /// Replaces volatile values with a marker, and the pid inside outcome

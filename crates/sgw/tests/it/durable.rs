@@ -1,0 +1,199 @@
+//! The journal across restarts (issue 11): sequences continue under the
+//! same journal id when the journal is kept in a state directory, and a
+//! resume position from another journal, or past the head, is answered
+//! with an explicit reset on both protocols, never with silence.
+
+use std::path::Path;
+
+use serde_json::json;
+use supervisor_gateway::engine::EngineConfig;
+use supervisor_gateway::pb;
+use supervisor_gateway::pb::subscribe_events_response::Item;
+
+use crate::support::legacy::{LegacyClient, subscription};
+use crate::support::*;
+
+fn kept_in(dir: &Path) -> EngineConfig {
+    EngineConfig {
+        state_dir: Some(dir.to_owned()),
+        ..test_engine()
+    }
+}
+
+async fn started(state: &Path) -> TestGateway {
+    let gw = GatewayBuilder::new(vec![sh("web", "exec sleep 1000")])
+        .engine(kept_in(state))
+        .start()
+        .await;
+    gw.wait_running("web").await;
+    gw
+}
+
+async fn journal_id(gw: &TestGateway) -> (String, u64) {
+    let mut client = gw.client().await;
+    let info = client
+        .control
+        .get_info(pb::GetInfoRequest {})
+        .await
+        .expect("GetInfo")
+        .into_inner();
+    let state = client
+        .control
+        .get_state(pb::GetStateRequest {})
+        .await
+        .expect("GetState")
+        .into_inner();
+    (info.journal_id, state.last_event_sequence)
+}
+
+/// Reads a stream until `until` matches an event, returning every item.
+async fn read_until(
+    stream: &mut tonic::Streaming<pb::SubscribeEventsResponse>,
+    until: impl Fn(&pb::Event) -> bool,
+) -> Vec<Item> {
+    let mut items = Vec::new();
+    loop {
+        let item = tokio::time::timeout(PATIENCE, stream.message())
+            .await
+            .expect("an item in time")
+            .expect("stream ok")
+            .expect("stream open")
+            .item
+            .expect("item");
+        let done = matches!(&item, Item::Event(e) if until(e));
+        items.push(item);
+        if done {
+            return items;
+        }
+    }
+}
+
+/// A clean restart on the same state directory: same journal id, the
+/// sequence continues, and a client resuming with its last sequence gets
+/// exactly what came after it (no duplicate, no hole, no reset).
+#[tokio::test]
+async fn resume_across_a_clean_restart_has_no_duplicate_and_no_hole() {
+    let state = tempfile::tempdir().expect("tempdir");
+    let first = started(state.path()).await;
+    let (id, last) = journal_id(&first).await;
+    assert_eq!(id.len(), 32, "{id}");
+    first.shutdown().await;
+
+    let second = started(state.path()).await;
+    let (again, now) = journal_id(&second).await;
+    assert_eq!(again, id, "the journal id is kept with the journal");
+    assert!(now > last, "sequences continue: {now} after {last}");
+    let mut client = second.client().await;
+    let mut stream = client
+        .journal
+        .subscribe_events(pb::SubscribeEventsRequest {
+            after_sequence: last,
+            journal_id: id.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("subscribe")
+        .into_inner();
+    let items = read_until(&mut stream, |e| e.sequence == now).await;
+    let Item::Start(start) = &items[0] else {
+        panic!("the first message is the stream start: {items:?}");
+    };
+    assert_eq!(start.journal_id, id);
+    let mut expected = last + 1;
+    for item in &items[1..] {
+        match item {
+            Item::Event(e) => {
+                assert_eq!(e.sequence, expected, "no duplicate, no hole: {items:?}");
+                expected += 1;
+            }
+            other => panic!("nothing but events after a clean restart: {other:?}"),
+        }
+    }
+    second.shutdown().await;
+}
+
+/// A position from another journal (an ephemeral server restarted: new id)
+/// or past the head is answered with a reset and a full replay, on gRPC
+/// and on the legacy protocol alike.
+#[tokio::test]
+async fn foreign_or_future_positions_are_reset_on_both_protocols() {
+    let gw = gateway(vec![sh("web", "exec sleep 1000")]).await;
+    gw.wait_running("web").await;
+    let (id, last) = journal_id(&gw).await;
+    let mut client = gw.client().await;
+    for (claimed, after, reason) in [
+        (
+            "0123456789abcdef0123456789abcdef",
+            1,
+            pb::JournalResetReason::JournalChanged,
+        ),
+        ("", last + 50, pb::JournalResetReason::AfterHead),
+        (id.as_str(), last + 50, pb::JournalResetReason::AfterHead),
+    ] {
+        let mut stream = client
+            .journal
+            .subscribe_events(pb::SubscribeEventsRequest {
+                after_sequence: after,
+                journal_id: claimed.to_owned(),
+                ..Default::default()
+            })
+            .await
+            .expect("subscribe")
+            .into_inner();
+        let items = read_until(&mut stream, |e| e.sequence == 1).await;
+        assert!(
+            matches!(&items[0], Item::Start(s) if s.journal_id == id),
+            "{items:?}"
+        );
+        let Item::Reset(reset) = &items[1] else {
+            panic!("a reset before anything else: {items:?}");
+        };
+        assert_eq!(reset.reason, reason as i32, "{reset:?}");
+        assert_eq!(reset.requested_after, after);
+        assert_eq!(reset.requested_journal_id, claimed);
+        // Then the replay from the oldest retained event.
+        assert!(
+            matches!(&items[2], Item::Event(e) if e.sequence == 1),
+            "{items:?}"
+        );
+    }
+
+    let mut legacy = LegacyClient::connect(&gw.path).await;
+    let hello = legacy
+        .call(json!({"request_id": "h", "method": "hello"}))
+        .await;
+    assert_eq!(hello["result"]["journal_id"], id.as_str(), "{hello}");
+    let mut request = subscription("s", "events.subscribe");
+    request["params"]["after_sequence"] = json!(3);
+    request["params"]["journal_id"] = json!("someone-else");
+    let reply = legacy.call(request).await;
+    assert_eq!(reply["ok"], true, "{reply}");
+    assert_eq!(reply["result"]["journal_id"], id.as_str(), "{reply}");
+    assert_eq!(
+        reply["result"]["reset"]["reason"], "journal_changed",
+        "{reply}"
+    );
+    let first = legacy.recv().await;
+    assert_eq!(first["event"]["sequence"], 1, "a full replay: {first}");
+
+    let mut honoured = subscription("t", "events.subscribe");
+    honoured["params"]["after_sequence"] = json!(last);
+    honoured["params"]["journal_id"] = json!(id);
+    let mut other = LegacyClient::connect(&gw.path).await;
+    let reply = other.call(honoured).await;
+    assert!(reply["result"].get("reset").is_none(), "{reply}");
+    assert_eq!(reply["result"]["last_sequence"], last, "{reply}");
+    gw.shutdown().await;
+}
+
+/// Without a state directory every start is a new journal.
+#[tokio::test]
+async fn an_ephemeral_journal_gets_a_new_id_at_every_start() {
+    let first = gateway(vec![]).await;
+    let (a, _) = journal_id(&first).await;
+    first.shutdown().await;
+    let second = gateway(vec![]).await;
+    let (b, _) = journal_id(&second).await;
+    assert_ne!(a, b);
+    second.shutdown().await;
+}
