@@ -35,6 +35,10 @@ pub const FILE_NAME: &str = "journal.sqlite3";
 const MAX_BATCH: usize = 8192;
 /// Smallest reservation kept ahead of the newest stored sequence.
 const MIN_RESERVATION: u64 = 1024;
+/// Pause after each commit so the next batch gathers in the queue: the
+/// writer then finds records waiting instead of parking on an empty
+/// queue, and publishers do not pay a thread wake-up per record.
+const GATHER: Duration = Duration::from_millis(2);
 /// How often retention runs (it also runs when the byte bound is passed).
 const RETENTION_EVERY: Duration = Duration::from_secs(30);
 
@@ -420,6 +424,7 @@ impl Writer {
                 return;
             }
             self.retain();
+            std::thread::sleep(GATHER);
         }
     }
 
