@@ -97,10 +97,12 @@ pub enum StoreError {
     },
     #[error("event journal writer thread: {0}")]
     Thread(#[source] std::io::Error),
+    #[error("could not set the damaged event journal aside: {0}")]
+    SetAside(#[source] std::io::Error),
 }
 
 /// What a previous run left, as found at open.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recovery {
     /// Whether the previous run closed the journal (a clean shutdown).
     pub clean: bool,
@@ -108,6 +110,8 @@ pub struct Recovery {
     pub lost: Option<(u64, u64)>,
     /// Stored rows that could not be decoded (skipped, never served).
     pub undecodable: u64,
+    /// Where a damaged journal file was moved (a new journal started).
+    pub set_aside: Option<PathBuf>,
 }
 
 /// Counters the writer keeps (for benchmarks and state).
@@ -181,10 +185,25 @@ pub fn open(config: &StoreConfig, capacity: usize) -> Result<Opened, StoreError>
         path: path.clone(),
         source,
     };
-    let mut conn = Connection::open(&path).map_err(failed)?;
-    prepare(&conn, config.sync).map_err(failed)?;
-    let journal_id = identity(&conn).map_err(failed)?;
-    let (history, undecodable) = history(&conn, capacity).map_err(failed)?;
+    // A file that is not a database (or is damaged beyond what SQLite's
+    // own recovery handles) is set aside, not deleted, and a new journal
+    // starts: the supervisor comes up, clients get a reset, and the old
+    // file is there for whoever wants to look at it.
+    let (mut conn, journal_id, (history, undecodable), set_aside) =
+        match read(&path, config.sync, capacity) {
+            Ok((conn, id, history)) => (conn, id, history, None),
+            Err(error) if is_damaged(&error) => {
+                let aside = set_aside(&path).map_err(StoreError::SetAside)?;
+                tracing::error!(
+                    %error,
+                    set_aside = %aside.display(),
+                    "the event journal is damaged: it was set aside and a new journal starts"
+                );
+                let (conn, id, history) = read(&path, config.sync, capacity).map_err(failed)?;
+                (conn, id, history, Some(aside))
+            }
+            Err(error) => return Err(failed(error)),
+        };
     let last_stored: u64 = conn
         .query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| {
             r.get::<_, i64>(0)
@@ -225,6 +244,7 @@ pub fn open(config: &StoreConfig, capacity: usize) -> Result<Opened, StoreError>
             clean,
             lost,
             undecodable,
+            set_aside,
         },
         restore: Restore {
             history,
@@ -241,6 +261,41 @@ pub fn open(config: &StoreConfig, capacity: usize) -> Result<Opened, StoreError>
             path,
         },
     })
+}
+
+type Read = (Connection, String, (Vec<Record<Event>>, u64));
+
+/// Opens the file and reads what the ring is restored from.
+fn read(path: &Path, sync: SyncPolicy, capacity: usize) -> rusqlite::Result<Read> {
+    let conn = Connection::open(path)?;
+    prepare(&conn, sync)?;
+    let id = identity(&conn)?;
+    let history = history(&conn, capacity)?;
+    Ok((conn, id, history))
+}
+
+fn is_damaged(error: &rusqlite::Error) -> bool {
+    matches!(
+        error.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt)
+    )
+}
+
+/// Moves the journal file (and its WAL and shared-memory files) to
+/// `journal.sqlite3.damaged-<unix seconds>`.
+fn set_aside(path: &Path) -> std::io::Result<PathBuf> {
+    let stamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let aside = PathBuf::from(format!("{}.damaged-{stamp}", path.display()));
+    std::fs::rename(path, &aside)?;
+    for suffix in ["-wal", "-shm"] {
+        let side = PathBuf::from(format!("{}{suffix}", path.display()));
+        if side.exists() {
+            std::fs::rename(&side, format!("{}{suffix}", aside.display()))?;
+        }
+    }
+    Ok(aside)
 }
 
 /// A fresh random journal id (also used for a journal that is not kept).

@@ -197,3 +197,33 @@ async fn an_ephemeral_journal_gets_a_new_id_at_every_start() {
     assert_ne!(a, b);
     second.shutdown().await;
 }
+
+/// A journal file that is not a database does not keep the supervisor
+/// down: it is set aside (kept, not deleted) and a new journal starts.
+#[tokio::test]
+async fn a_damaged_journal_is_set_aside_and_a_new_one_starts() {
+    let state = tempfile::tempdir().expect("tempdir");
+    let file = state.path().join("journal.sqlite3");
+    let garbage = b"this is not a database, but it was somebody's journal".repeat(100);
+    std::fs::write(&file, &garbage).expect("garbage");
+    let gw = started(state.path()).await;
+    let (id, last) = journal_id(&gw).await;
+    assert_eq!(id.len(), 32, "{id}");
+    assert!(last > 0, "the new journal records");
+    let aside: Vec<_> = std::fs::read_dir(state.path())
+        .expect("state dir")
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("journal.sqlite3.damaged-")
+        })
+        .collect();
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    assert_eq!(
+        std::fs::read(aside[0].path()).expect("set aside"),
+        garbage,
+        "kept as it was"
+    );
+    gw.shutdown().await;
+}
