@@ -690,9 +690,7 @@ async fn add_child_limits_round_trip_through_get_child() {
 /// carries what its processes use (GetChild and GetState alike).
 #[tokio::test]
 async fn info_has_containment_and_running_children_have_usage() {
-    // Exec'd directly: the spawn returns after the exec, so the process
-    // has memory mapped by the time it is RUNNING (a shell's own `exec`
-    // would come later, and a reading caught inside it sees no memory).
+    // Exec'd directly: one exec, done when the spawn returns.
     let mut web = sh("web", "");
     web.command = vec!["/bin/sleep".into(), "1000".into()];
     let gw = gateway(vec![web]).await;
@@ -710,14 +708,24 @@ async fn info_has_containment_and_running_children_have_usage() {
         pb::ContainmentMode::Unspecified as i32,
         "{containment:?}"
     );
-    let state = client
-        .control
-        .get_state(pb::GetStateRequest {})
-        .await
-        .expect("GetState")
-        .into_inner();
-    let usage = state.children[0].usage.expect("usage of a running child");
-    assert!(usage.processes >= 1, "{usage:?}");
+    // Right after exec the new program may not have a page mapped yet (the
+    // spawn returns at exec's point of no return): there is no event for
+    // "has memory", so the reading is polled, with a deadline.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let usage = loop {
+        let state = client
+            .control
+            .get_state(pb::GetStateRequest {})
+            .await
+            .expect("GetState")
+            .into_inner();
+        let usage = state.children[0].usage.expect("usage of a running child");
+        assert!(usage.processes >= 1, "{usage:?}");
+        if usage.memory_bytes > 0 || tokio::time::Instant::now() > deadline {
+            break usage;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
     assert!(usage.memory_bytes > 0, "{usage:?}");
     assert!(usage.cpu_time.is_some(), "{usage:?}");
     gw.shutdown().await;
