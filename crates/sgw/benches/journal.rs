@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use supervisor_gateway::control::ControlError;
-use supervisor_gateway::journal::{Item, Journal, Start};
-use supervisor_gateway::model::{ChildId, Event, EventKind};
+use supervisor_gateway::journal::{Item, Journal, LogJournal, Start};
+use supervisor_gateway::model::{ChildId, Event, EventKind, LogLine, LogStream};
 use supervisor_gateway::transport::grpc::status::to_status;
 
 fn event() -> Event {
@@ -47,6 +47,58 @@ fn publish_with_subscribers(c: &mut Criterion) {
             &subscribers,
             |b, _| {
                 b.iter(|| journal.publish(black_box(event())));
+            },
+        );
+        journal.close();
+        runtime.shutdown_timeout(Duration::from_secs(1));
+    }
+    group.finish();
+}
+
+fn line(child: &ChildId) -> LogLine {
+    LogLine {
+        child_id: child.clone(),
+        generation: 1,
+        stream: LogStream::Stdout,
+        text: "GET /index.html 200 0.002s".to_owned(),
+        truncated: false,
+        suppressed: 0,
+    }
+}
+
+/// The log journal's publish (per-child byte bounds, a flooder evicting
+/// its own lines at every publish) with draining subscribers, beside the
+/// event ring's above.
+fn log_publish_with_subscribers(c: &mut Criterion) {
+    let mut group = c.benchmark_group("log_journal_publish");
+    group.measurement_time(Duration::from_secs(3));
+    let children: Vec<ChildId> = (0..8)
+        .map(|i| ChildId::new(&format!("child-{i}")).expect("id"))
+        .collect();
+    for subscribers in [0usize, 1, 64] {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let journal = LogJournal::new(65_536);
+        for _ in 0..subscribers {
+            let mut sub = journal.subscribe(Start::Live);
+            runtime.spawn(async move {
+                while let Some(item) = sub.next().await {
+                    black_box(&item);
+                }
+            });
+        }
+        let mut next = 0usize;
+        group.bench_with_input(
+            BenchmarkId::from_parameter(subscribers),
+            &subscribers,
+            |b, _| {
+                b.iter(|| {
+                    next = (next + 1) % children.len();
+                    journal.publish(black_box(line(&children[next])))
+                });
             },
         );
         journal.close();
@@ -93,6 +145,7 @@ fn error_mapping(c: &mut Criterion) {
 criterion_group!(
     benches,
     publish_with_subscribers,
+    log_publish_with_subscribers,
     subscribe_with_backlog,
     error_mapping
 );

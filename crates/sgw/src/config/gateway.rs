@@ -183,6 +183,17 @@ impl GatewayConfig {
 pub struct JournalConfig {
     pub events_capacity: usize,
     pub logs_capacity: usize,
+    /// Each child's in-memory tail of captured output.
+    pub logs_child_bytes: crate::model::Bytes,
+    /// Size at which a child's log file rotates; 0: no log files.
+    pub log_max_bytes: crate::model::Bytes,
+    /// Rotated log files kept per child.
+    pub log_backups: u32,
+    /// Lines a child may write per `log_rate_interval` before the rest are
+    /// dropped and counted; 0: no limit.
+    pub log_rate_burst: u32,
+    #[serde(deserialize_with = "duration")]
+    pub log_rate_interval: Duration,
     /// How hard each commit of the event journal (in `state_dir`) is
     /// pushed to the disk: `normal`, `full` or `off`.
     pub sync: crate::journal::store::SyncPolicy,
@@ -195,10 +206,16 @@ pub struct JournalConfig {
 
 impl Default for JournalConfig {
     fn default() -> Self {
+        let logs = crate::model::LogPolicy::default();
         let kept = crate::engine::JournalSettings::default();
         Self {
             events_capacity: 65_536,
             logs_capacity: 65_536,
+            logs_child_bytes: crate::model::Bytes(logs.memory_bytes),
+            log_max_bytes: crate::model::Bytes(logs.file_max_bytes),
+            log_backups: logs.file_backups,
+            log_rate_burst: logs.rate_burst,
+            log_rate_interval: logs.rate_interval,
             sync: kept.sync,
             retain_bytes: crate::model::Bytes(kept.retain_bytes),
             retain_age: kept.retain_age,
@@ -207,9 +224,29 @@ impl Default for JournalConfig {
 }
 
 impl JournalConfig {
+    /// What every child's captured output gets unless it says otherwise.
+    pub fn log_policy(&self) -> crate::model::LogPolicy {
+        crate::model::LogPolicy {
+            memory_bytes: self.logs_child_bytes.0,
+            file_max_bytes: self.log_max_bytes.0,
+            file_backups: self.log_backups,
+            rate_burst: self.log_rate_burst,
+            rate_interval: self.log_rate_interval,
+        }
+    }
+
     pub(super) fn validate(&self) -> Result<(), String> {
         if self.events_capacity == 0 || self.logs_capacity == 0 {
             return Err("events_capacity and logs_capacity must be at least 1".to_owned());
+        }
+        if let Err((key, message)) = self.log_policy().validate() {
+            let key = match key {
+                "memory_bytes" => "logs_child_bytes",
+                "max_bytes" => "log_max_bytes",
+                "backups" => "log_backups",
+                _ => "log_rate_interval",
+            };
+            return Err(format!("{key} {message}"));
         }
         if self.retain_bytes.0 < 1 << 20 {
             return Err("retain_bytes must be at least 1M".to_owned());

@@ -203,6 +203,7 @@ impl Config {
                 .unwrap_or_else(|| self.gateway.target_id.clone()),
             events_capacity: self.journal.events_capacity,
             logs_capacity: self.journal.logs_capacity,
+            logs: self.journal.log_policy(),
             containment: self.supervisor.containment,
             state_dir,
             adopt_orphans: false,
@@ -547,6 +548,34 @@ mod tests {
         assert_eq!(key_of_value("x = [1, 2]", 8), None);
         assert!(!names("invalid type", "id"));
         assert!(names("invalid cpu_max \"5\"", "cpu_max"));
+    }
+
+    /// `[journal]` log keys and a child's `logs` table reach the engine;
+    /// a bad value is refused at its key.
+    #[test]
+    fn log_settings_are_parsed_and_checked() {
+        let text = "[journal]\nlogs_child_bytes = \"2M\"\nlog_max_bytes = 0\nlog_backups = 3\nlog_rate_burst = 50\nlog_rate_interval = \"5s\"\n\n[[child]]\nid = \"a\"\ncommand = [\"true\"]\nlogs = { max_bytes = \"1M\", rate_burst = 0 }\n";
+        let config = Config::parse(text, "x.toml").expect("valid log settings");
+        let defaults = config.engine_config(None).logs;
+        assert_eq!(defaults.memory_bytes, 2 << 20);
+        assert_eq!(defaults.file_max_bytes, 0);
+        assert_eq!(defaults.file_backups, 3);
+        assert_eq!(defaults.rate_interval, std::time::Duration::from_secs(5));
+        let child = defaults.for_child(&config.children.specs()[0].logs);
+        assert_eq!((child.file_max_bytes, child.rate_burst), (1 << 20, 0));
+        assert_eq!(child.memory_bytes, 2 << 20);
+        let bad = "[[child]]\nid = \"a\"\ncommand = [\"true\"]\nlogs = { memory_bytes = \"1K\" }\n";
+        let error = Config::parse(bad, "x.toml").expect_err("tiny tail");
+        assert!(
+            error.to_string().starts_with("x.toml:4:")
+                && error
+                    .message
+                    .contains("logs.memory_bytes: must be at least 64K"),
+            "{error}"
+        );
+        let error =
+            Config::parse("[journal]\nlog_max_bytes = \"1K\"\n", "x.toml").expect_err("tiny file");
+        assert!(error.message.contains("log_max_bytes"), "{error}");
     }
 
     #[test]

@@ -359,7 +359,7 @@ impl ChildTask {
             &self.spec,
             self.generation,
             &self.ctx.containment,
-            &self.ctx.logs,
+            &self.ctx.output,
         )
         .await
         {

@@ -47,6 +47,9 @@ pub struct EngineConfig {
     pub display_name: String,
     pub events_capacity: usize,
     pub logs_capacity: usize,
+    /// Captured output: each child's in-memory tail, log file (in
+    /// `state_dir/logs`) and rate limit, unless its spec says otherwise.
+    pub logs: crate::model::LogPolicy,
     /// cgroup v2, subreaper, or whichever the host allows.
     pub containment: ContainmentPreference,
     /// Where the record of what this instance started is kept, so the
@@ -100,6 +103,7 @@ impl Default for EngineConfig {
             display_name: "sgw".to_owned(),
             events_capacity: 65_536,
             logs_capacity: 65_536,
+            logs: crate::model::LogPolicy::default(),
             containment: ContainmentPreference::Auto,
             state_dir: None,
             adopt_orphans: false,
@@ -147,6 +151,8 @@ pub(crate) struct Context {
     target: TargetInfo,
     events: EventJournal,
     logs: LogJournal,
+    /// Capture's side of the log journal (settings, rate limits).
+    output: capture::Output,
     registry: RwLock<Registry>,
     /// Bumped on every record change, reported in snapshots. Nothing
     /// waits on it: a waiting dependent watches its dependencies' records.
@@ -247,6 +253,12 @@ impl Supervisor {
                 None,
             ),
         };
+        let logs = capture::open_journal(
+            config.logs_capacity,
+            &config.logs,
+            config.state_dir.as_deref(),
+            children.specs(),
+        );
         let ctx = Arc::new(Context {
             target: TargetInfo {
                 target_id: config.target_id,
@@ -257,7 +269,8 @@ impl Supervisor {
                 journal_id,
             },
             events,
-            logs: LogJournal::new(config.logs_capacity),
+            logs: logs.clone(),
+            output: capture::Output::new(logs, config.logs),
             registry: RwLock::new(Registry::default()),
             state_generation: AtomicU64::new(0),
             dependency_wakeups: AtomicU64::new(0),
@@ -535,6 +548,9 @@ impl Supervisor {
             if let Some(store) = &self.ctx.store {
                 store.close().await;
             }
+            // Captured output queued for the log files reaches them before
+            // the process exits.
+            self.ctx.logs.sync().await;
             self.ctx.terminated.cancel();
         }
         result.map(|(outcome, child)| CommandReport {

@@ -13,10 +13,9 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use tokio::process::{Child, Command};
 
-use super::capture::capture;
+use super::capture::Output;
 use super::containment::{self, Containment, MARKER, Placement, Unit};
-use crate::journal::LogJournal;
-use crate::model::{ChildSpec, Exit, LogStream, Rlimit, SpawnError, SpawnStage, StopSignal};
+use crate::model::{ChildSpec, Exit, Rlimit, SpawnError, SpawnStage, StopSignal};
 
 /// systemd's socket-activation variables: they describe the supervisor's
 /// inherited listener, never a child's.
@@ -59,7 +58,7 @@ impl Process {
         spec: &ChildSpec,
         generation: u64,
         containment: &Containment,
-        logs: &LogJournal,
+        output: &Output,
     ) -> Result<Process, SpawnError> {
         let Some((program, args)) = spec.command.split_first() else {
             return Err(SpawnError {
@@ -102,26 +101,7 @@ impl Process {
             path: PathBuf::from(program),
             message: "the process exited before its pid was read".to_owned(),
         })?;
-        if let Some(stdout) = child.stdout.take() {
-            let logs = logs.clone();
-            tokio::spawn(capture(
-                stdout,
-                LogStream::Stdout,
-                spec.id.clone(),
-                generation,
-                logs,
-            ));
-        }
-        if let Some(stderr) = child.stderr.take() {
-            let logs = logs.clone();
-            tokio::spawn(capture(
-                stderr,
-                LogStream::Stderr,
-                spec.id.clone(),
-                generation,
-                logs,
-            ));
-        }
+        output.attach(spec, generation, child.stdout.take(), child.stderr.take());
         let unit = placement.unit(pid);
         let oom_baseline = unit.oom_kills();
         Ok(Process {

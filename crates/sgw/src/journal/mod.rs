@@ -1,19 +1,21 @@
-//! The journal: two sequenced rings, one of lifecycle events and one of
+//! The journal: two sequenced stores, one of lifecycle events and one of
 //! captured output lines, that every transport subscribes to. The event
 //! ring is also kept on disk (`store`) when the supervisor has a state
 //! directory, under an id that says which journal a sequence belongs to.
 
+mod cursor;
+mod logs;
 mod ring;
 pub mod store;
 
+pub use cursor::Cursor;
+pub use logs::{LogJournal, LogSubscription};
 pub use ring::{Gap, GapReason, Item, Journal, Persist, Record, Restore, Start, Subscription};
 
-use crate::model::{Event, LogLine};
+use crate::model::Event;
 
 /// Sequenced lifecycle facts.
 pub type EventJournal = Journal<Event>;
-/// Sequenced captured output.
-pub type LogJournal = Journal<LogLine>;
 
 /// Why a client's resume position was not honoured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,7 +12,7 @@ mod state;
 pub use command::CommandKind;
 pub use event::{Event, EventKind, EventType, QuarantineReason, Severity};
 pub use id::{ChildId, InvalidChildId, echo};
-pub use log::{LogLine, LogStream};
+pub use log::{ChildLogs, LogLine, LogPolicy, LogStream};
 pub use resources::{
     Bytes, CgroupLimits, ContainmentInfo, ContainmentKind, ContainmentPreference, CpuMax,
     LeftoverProcess, ResourceUsage,

@@ -11,7 +11,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::{Bytes, CgroupLimits, ChildId, CpuMax};
+use super::{Bytes, CgroupLimits, ChildId, ChildLogs, CpuMax};
 
 /// What happens when a child's process exits on its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -261,6 +261,10 @@ pub struct ChildSpec {
     /// cgroup `pids.max`: processes and threads of the child together.
     #[serde(default)]
     pub pids_max: Option<u64>,
+    /// Captured output: in-memory tail, log file rotation, rate limit;
+    /// unset keys take the `[journal]` defaults.
+    #[serde(default)]
+    pub logs: ChildLogs,
 }
 
 /// A file mode creation mask: octal permission bits, at most `0777`.
@@ -386,6 +390,7 @@ impl ChildSpec {
             cpu_max: None,
             cpu_weight: None,
             pids_max: None,
+            logs: ChildLogs::default(),
         }
     }
 
@@ -484,6 +489,11 @@ impl ChildSpec {
         }
         if self.memory_max.is_some_and(|m| m.0 < 1 << 20) {
             return Err(SpecError::new("memory_max", "must be at least 1M"));
+        }
+        // The child's own keys, checked against valid defaults so that only
+        // what it sets can fail.
+        if let Err((key, message)) = super::LogPolicy::default().for_child(&self.logs).validate() {
+            return Err(SpecError::new(format!("logs.{key}"), message));
         }
         if let Some(tag) = self
             .tags

@@ -470,8 +470,14 @@ async fn never_two_live_processes_under_concurrent_commands() {
 /// order, none lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn captures_100k_lines_in_order() {
+    // Room for all of them, and no rate limit: this is about capture.
     let config = EngineConfig {
         logs_capacity: 200_000,
+        logs: supervisor_gateway::model::LogPolicy {
+            memory_bytes: 64 << 20,
+            rate_burst: 0,
+            ..Default::default()
+        },
         ..EngineConfig::default()
     };
     let mut spec = sh("chatty", "seq 1 100000");

@@ -28,6 +28,7 @@ mod hostile;
 mod journal;
 mod legacy;
 mod lifecycle;
+mod logs;
 mod polyglot;
 mod polyglot_clients;
 mod properties;

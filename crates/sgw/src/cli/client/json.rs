@@ -388,6 +388,7 @@ pub fn log_line(line: &pb::LogLine) -> Value {
         "text": line.text,
         "truncated": line.truncated,
         "generation": line.generation,
+        "suppressed": line.suppressed,
     }})
 }
 

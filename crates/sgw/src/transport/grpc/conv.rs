@@ -7,11 +7,11 @@ use super::Limits;
 use crate::control::{CommandMeta, CommandReport, ControlError, StateSnapshot, TargetInfo};
 use crate::journal::{Gap, GapReason, Record};
 use crate::model::{
-    Backoff, BudgetStatus, Bytes, ChildId, ChildRecord, ChildSpec, ChildState, CommandKind,
-    ContainmentInfo, ContainmentKind, CpuMax, Criticality, Event, EventKind, EventType, Exit,
-    Failure, LeftoverProcess, LogLine, LogStream, PendingDependency, QuarantineReason,
-    ResourceUsage, RestartBudget, RestartPolicy, Rlimit, Severity, SpawnError, SpawnStage,
-    SpecError, Umask, echo,
+    Backoff, BudgetStatus, Bytes, ChildId, ChildLogs, ChildRecord, ChildSpec, ChildState,
+    CommandKind, ContainmentInfo, ContainmentKind, CpuMax, Criticality, Event, EventKind,
+    EventType, Exit, Failure, LeftoverProcess, LogLine, LogStream, PendingDependency,
+    QuarantineReason, ResourceUsage, RestartBudget, RestartPolicy, Rlimit, Severity, SpawnError,
+    SpawnStage, SpecError, Umask, echo,
 };
 use crate::pb;
 use crate::pb::event::Detail;
@@ -188,7 +188,36 @@ pub fn spec(spec: &ChildSpec) -> pb::ChildSpec {
         cpu_max: spec.cpu_max.map(|c| c.to_string()).unwrap_or_default(),
         cpu_weight: spec.cpu_weight.map(u32::from).unwrap_or_default(),
         pids_max: spec.pids_max.unwrap_or_default(),
+        logs: child_logs(&spec.logs),
     }
+}
+
+/// `None` when the child sets nothing of its own.
+fn child_logs(logs: &ChildLogs) -> Option<pb::ChildLogs> {
+    (*logs != ChildLogs::default()).then(|| pb::ChildLogs {
+        memory_bytes: logs.memory_bytes.map_or(0, |b| b.0),
+        max_bytes: logs.max_bytes.map(|b| b.0),
+        backups: logs.backups,
+        rate_burst: logs.rate_burst,
+        rate_interval: logs.rate_interval.map(duration),
+    })
+}
+
+fn child_logs_from_pb(raw: pb::ChildLogs) -> Result<ChildLogs, ControlError> {
+    Ok(ChildLogs {
+        memory_bytes: (raw.memory_bytes != 0).then_some(Bytes(raw.memory_bytes)),
+        max_bytes: raw.max_bytes.map(Bytes),
+        backups: raw.backups,
+        rate_burst: raw.rate_burst,
+        rate_interval: raw
+            .rate_interval
+            .map(|d| {
+                Duration::try_from(d).map_err(|_| {
+                    spec_error("logs.rate_interval", "must be a non-negative duration")
+                })
+            })
+            .transpose()?,
+    })
 }
 
 /// The public face of `spec` for clients outside the gateway (the CLI's
@@ -583,6 +612,7 @@ pub fn log_line(record: &Record<LogLine>) -> pb::LogLine {
         text: record.body.text.clone(),
         truncated: record.body.truncated,
         generation: record.body.generation,
+        suppressed: record.body.suppressed,
     }
 }
 
@@ -698,6 +728,9 @@ pub fn spec_from_pb(raw: pb::ChildSpec) -> Result<ChildSpec, ControlError> {
     if raw.pids_max != 0 {
         spec.pids_max = Some(raw.pids_max);
     }
+    if let Some(logs) = raw.logs {
+        spec.logs = child_logs_from_pb(logs)?;
+    }
     Ok(spec)
 }
 
@@ -736,6 +769,13 @@ mod tests {
         original.cpu_max = Some(CpuMax { percent: 150 });
         original.cpu_weight = Some(200);
         original.pids_max = Some(64);
+        original.logs = ChildLogs {
+            memory_bytes: Some(Bytes(2 << 20)),
+            max_bytes: Some(Bytes(0)),
+            backups: Some(2),
+            rate_burst: Some(0),
+            rate_interval: Some(Duration::from_secs(5)),
+        };
         let sent = pb::ChildSpec::from(&original);
         assert_eq!(sent.memory_max, "512M");
         assert_eq!(sent.cpu_max, "150%");

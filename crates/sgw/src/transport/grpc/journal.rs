@@ -12,7 +12,7 @@ use tonic::{Request, Response, Status};
 use super::{Shared, conv, peer};
 use crate::control::Denial;
 use crate::control::{ControlError, ControlPlane, EventFilter, LogFilter};
-use crate::journal::{self, Gap, Item, Record, Reset, ResetReason, Start, Subscription};
+use crate::journal::{self, Cursor, Gap, Item, Record, Reset, ResetReason, Start};
 use crate::pb;
 use crate::pb::journal_service_server::JournalService;
 use crate::transport::admission::UidSlot;
@@ -141,7 +141,7 @@ fn closed(target_id: &str) -> Status {
 /// that sequence instead of following; when the journal closes it ends
 /// with the shutting-down status.
 fn journal_stream<T, R>(
-    subscription: Subscription<T>,
+    subscription: impl Cursor<T> + 'static,
     end: Option<u64>,
     target: Arc<str>,
     keep: impl Fn(&T) -> bool + Send + 'static,
@@ -291,7 +291,7 @@ impl<C: ControlPlane> JournalService for JournalApi<C> {
         // request arrived.
         let end = (!body.follow).then(|| logs.last_sequence());
         let stream = journal_stream(
-            logs.subscribe(from),
+            logs.subscribe_children(from, &filter.child_ids),
             end,
             self.shared.target_id().into(),
             move |line| filter.matches(line),

@@ -23,8 +23,8 @@ use super::state::{runtime_record, runtime_state};
 use crate::control::{
     Command, CommandMeta, CommandReport, CommandRequest, ControlError, ControlPlane,
 };
-use crate::journal::{self, Start, Subscription};
-use crate::model::{ChildId, ChildSpec, CommandKind, Event, LogLine, SpecError};
+use crate::journal::{self, LogSubscription, Start, Subscription};
+use crate::model::{ChildId, ChildSpec, CommandKind, Event, SpecError};
 use crate::transport::peer::Caller;
 
 /// A subscription accepted by a request; the connection starts pushing
@@ -32,7 +32,7 @@ use crate::transport::peer::Caller;
 #[derive(Debug)]
 pub enum Subscribe {
     Events(Subscription<Event>),
-    Logs(Subscription<LogLine>),
+    Logs(LogSubscription),
 }
 
 /// The answer to one request line.

@@ -21,8 +21,8 @@ use super::protocol::{Dropped, ErrorCode, ErrorObject, Push, Stage, line};
 use super::records::{event_record, log_record};
 use super::writer::{Feed, Outgoing};
 use crate::control::ControlPlane;
-use crate::journal::{Gap, GapReason, Item, Subscription};
-use crate::model::{CommandKind, Event, EventKind, LogLine};
+use crate::journal::{Gap, GapReason, Item, LogSubscription, Subscription};
+use crate::model::{CommandKind, Event, EventKind};
 
 /// The pump tasks of one connection; at most one per journal. Dropping it
 /// stops them.
@@ -151,7 +151,7 @@ async fn pump_events<C: ControlPlane>(
 
 async fn pump_logs<C: ControlPlane>(
     adapter: Arc<Adapter<C>>,
-    mut cursor: Subscription<LogLine>,
+    mut cursor: LogSubscription,
     outbox: mpsc::Sender<Outgoing>,
 ) {
     let target_id = adapter.target_id().to_owned();

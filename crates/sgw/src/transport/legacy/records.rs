@@ -114,6 +114,9 @@ pub fn log_record(target_id: &str, record: &Record<LogLine>) -> LogRecord {
     if line.truncated {
         fields.insert("truncated", "true".to_owned());
     }
+    if line.suppressed > 0 {
+        fields.insert("suppressed", line.suppressed.to_string());
+    }
     LogRecord {
         target_id: target_id.to_owned(),
         sequence: record.sequence,

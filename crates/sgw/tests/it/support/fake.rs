@@ -30,7 +30,7 @@ impl ScriptedControl {
         Self {
             target_id: target_id.to_owned(),
             events: Journal::new(64),
-            logs: Journal::new(64),
+            logs: LogJournal::new(64),
             script: Mutex::new(outcomes.into_iter().collect()),
             executed: Mutex::default(),
         }

@@ -147,7 +147,13 @@ pub fn log_line(line: &pb::LogLine) -> String {
         Ok(pb::LogStream::Stderr) => "err",
         _ => "out",
     };
-    let more = if line.truncated { " [truncated]" } else { "" };
+    let more = if line.suppressed > 0 {
+        " [suppressed]"
+    } else if line.truncated {
+        " [truncated]"
+    } else {
+        ""
+    };
     format!(
         "{} {}[{stream}] {}{more}",
         time(line.time.as_ref()),

@@ -1,16 +1,9 @@
-//! Output capture: a child's stdout and stderr, split into lines and
-//! published to the log journal. The pipes are read as fast as the child
-//! writes: publishing never waits, so a chatty child never blocks on us.
+//! Splitting a pipe's bytes into lines, and long lines into chunks.
 
 use std::io;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::AsyncRead;
-use tokio_stream::StreamExt;
-use tokio_util::codec::{Decoder, FramedRead};
-
-use crate::journal::LogJournal;
-use crate::model::{ChildId, LogLine, LogStream};
+use tokio_util::codec::Decoder;
 
 /// Longest line kept whole; longer lines are split into chunks of at most
 /// this size, each but the last flagged `truncated`.
@@ -39,6 +32,11 @@ impl LineSplitter {
             max: max.max(4),
             scanned: 0,
         }
+    }
+
+    /// Forgets how far the buffer was searched (its bytes were dropped).
+    pub fn reset(&mut self) {
+        self.scanned = 0;
     }
 }
 
@@ -100,31 +98,6 @@ fn char_boundary(bytes: &[u8], max: usize) -> usize {
         max
     } else {
         cut
-    }
-}
-
-/// Reads one pipe to EOF, publishing each line.
-pub async fn capture<R: AsyncRead + Unpin>(
-    reader: R,
-    stream: LogStream,
-    child_id: ChildId,
-    generation: u64,
-    logs: LogJournal,
-) {
-    let mut frames =
-        FramedRead::with_capacity(reader, LineSplitter::new(MAX_LINE_BYTES), 64 * 1024);
-    while let Some(frame) = frames.next().await {
-        let Ok(chunk) = frame else {
-            // A read error on a pipe means the child side is gone.
-            break;
-        };
-        logs.publish(LogLine {
-            child_id: child_id.clone(),
-            generation,
-            stream,
-            text: String::from_utf8_lossy(&chunk.bytes).into_owned(),
-            truncated: chunk.continues,
-        });
     }
 }
 
