@@ -88,7 +88,8 @@ pub struct ChildLogs {
     #[serde(
         default,
         deserialize_with = "optional_duration",
-        serialize_with = "optional_duration_text"
+        serialize_with = "optional_duration_text",
+        skip_serializing_if = "Option::is_none"
     )]
     pub rate_interval: Option<Duration>,
 }

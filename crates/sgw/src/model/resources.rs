@@ -78,8 +78,8 @@ impl fmt::Display for Bytes {
 /// A CPU bandwidth limit as a percentage of one CPU (`"50%"`, `"200%"` for
 /// two CPUs), systemd's `CPUQuota=`. Written to `cpu.max` as a quota per
 /// 100 ms period.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "String")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct CpuMax {
     pub percent: u32,
 }
@@ -95,6 +95,12 @@ impl CpuMax {
             u64::from(self.percent) * Self::PERIOD_US / 100,
             Self::PERIOD_US
         )
+    }
+}
+
+impl From<CpuMax> for String {
+    fn from(max: CpuMax) -> String {
+        max.to_string()
     }
 }
 

@@ -14,7 +14,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use super::{Bytes, CgroupLimits, ChildId, ChildLogs, CpuMax};
 
 /// What happens when a child's process exits on its own.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RestartPolicy {
     /// Restart after every exit, clean or not.
@@ -38,7 +38,7 @@ impl RestartPolicy {
 
 /// How important a child is to the operator. Reported to clients so
 /// dashboards can rank alerts; the engine treats all children alike.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Criticality {
     Critical,
@@ -58,19 +58,19 @@ impl Criticality {
 }
 
 /// Exponential backoff between automatic restarts.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Backoff {
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "duration_text")]
     pub initial: Duration,
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "duration_text")]
     pub max: Duration,
     pub multiplier: f64,
     /// Fraction of the delay randomly added or removed (0 to 1), so that
     /// children crashing together do not restart in lockstep.
     pub jitter: f64,
     /// Uptime after which the next failure starts again from `initial`.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "duration_text")]
     pub reset_after: Duration,
 }
 
@@ -88,11 +88,11 @@ impl Default for Backoff {
 
 /// At most `max` automatic restarts within any `window`; one more
 /// quarantines the child.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RestartBudget {
     pub max: u32,
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "duration_text")]
     pub window: Duration,
 }
 
@@ -167,6 +167,12 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     })
 }
 
+/// Durations are written back the way the config writes them (`"1m 30s"`),
+/// so a serialized spec reads back as the same spec.
+fn duration_text<S: Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&humantime::format_duration(*value).to_string())
+}
+
 fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
     let text = String::deserialize(deserializer)?;
     parse_duration(&text).map_err(serde::de::Error::custom)
@@ -192,7 +198,7 @@ fn default_success_codes() -> Vec<i32> {
 }
 
 /// One supervised child.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChildSpec {
     pub id: ChildId,
@@ -206,7 +212,11 @@ pub struct ChildSpec {
     pub restart_budget: RestartBudget,
     #[serde(default)]
     pub stop_signal: StopSignal,
-    #[serde(default = "default_stop_timeout", deserialize_with = "duration")]
+    #[serde(
+        default = "default_stop_timeout",
+        deserialize_with = "duration",
+        serialize_with = "duration_text"
+    )]
     pub stop_timeout: Duration,
     /// Added to the supervisor's own environment.
     #[serde(default)]
@@ -226,11 +236,19 @@ pub struct ChildSpec {
     pub autostart: bool,
     /// How long a process must stay up before it counts as RUNNING (and
     /// before its dependents start). Zero: RUNNING as soon as it is spawned.
-    #[serde(default, deserialize_with = "duration")]
+    #[serde(
+        default,
+        deserialize_with = "duration",
+        serialize_with = "duration_text"
+    )]
     pub ready_after: Duration,
     /// How long the child may wait for its dependencies before it is
     /// reported BLOCKED (it keeps waiting, and starts once they are up).
-    #[serde(default = "default_start_timeout", deserialize_with = "duration")]
+    #[serde(
+        default = "default_start_timeout",
+        deserialize_with = "duration",
+        serialize_with = "duration_text"
+    )]
     pub start_timeout: Duration,
     /// Exit codes that count as success for `restart = "on_failure"`.
     #[serde(default = "default_success_codes")]
@@ -268,9 +286,15 @@ pub struct ChildSpec {
 }
 
 /// A file mode creation mask: octal permission bits, at most `0777`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "String")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct Umask(u32);
+
+impl From<Umask> for String {
+    fn from(umask: Umask) -> String {
+        umask.to_string()
+    }
+}
 
 impl Umask {
     pub fn bits(self) -> u32 {
@@ -298,7 +322,7 @@ impl fmt::Display for Umask {
 }
 
 /// The resource limits a child can be given (setrlimit(2) names).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Rlimit {
     /// Open file descriptors (RLIMIT_NOFILE).
@@ -512,6 +536,48 @@ impl ChildSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A spec written out (to keep an added child across restarts) reads
+    /// back as the same spec through the config's own parser.
+    #[test]
+    fn a_serialized_spec_reads_back_unchanged() {
+        let text = r#"
+            id = "web"
+            command = ["/usr/bin/python3", "-m", "http.server"]
+            restart = "always"
+            backoff = { initial = "150ms", max = "1m 30s", multiplier = 1.5, jitter = 0.1, reset_after = "20s" }
+            restart_budget = { max = 7, window = "2m" }
+            stop_signal = "SIGINT"
+            stop_timeout = "3s"
+            env = { A = "1" }
+            cwd = "/srv"
+            depends_on = ["db"]
+            criticality = "critical"
+            tags = ["http"]
+            autostart = false
+            ready_after = "250ms"
+            start_timeout = "45s"
+            success_codes = [0, 3]
+            user = "nobody"
+            umask = "0027"
+            rlimits = { nofile = 4096, core = 0 }
+            memory_max = "512M"
+            cpu_max = "50%"
+            cpu_weight = 200
+            pids_max = 64
+            logs = { memory_bytes = "2M", rate_interval = "10s" }
+        "#;
+        let minimal = r#"
+            id = "min"
+            command = ["/bin/true"]
+        "#;
+        for text in [text, minimal] {
+            let spec: ChildSpec = toml::from_str(text).expect("config shape");
+            let json = serde_json::to_string(&spec).expect("serialize");
+            let back: ChildSpec = serde_json::from_str(&json).expect("reads back");
+            assert_eq!(back, spec, "{json}");
+        }
+    }
 
     #[test]
     fn stop_signal_accepts_common_spellings() {
