@@ -51,6 +51,11 @@ pub enum Commands {
         /// (the leftovers of a crash are not found at the next start).
         #[arg(long)]
         ephemeral: bool,
+        /// Start from the config alone: forget what operators changed at
+        /// runtime before the last stop (pauses, quarantines, added and
+        /// removed children). The journal is kept.
+        #[arg(long)]
+        reset_state: bool,
         /// Diagnostics format on stderr (filter with RUST_LOG).
         #[arg(long, value_enum, default_value_t)]
         log_format: LogFormat,
@@ -70,6 +75,7 @@ pub fn run(cli: Cli) -> ExitCode {
             socket,
             state_dir,
             ephemeral,
+            reset_state,
             log_format,
         } => serve::run(
             config,
@@ -77,6 +83,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 socket,
                 state_dir,
                 ephemeral,
+                reset_state,
             },
             log_format,
         ),

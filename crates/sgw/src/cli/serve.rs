@@ -44,6 +44,8 @@ pub struct Flags {
     pub state_dir: Option<PathBuf>,
     /// `--ephemeral`: no state directory at all.
     pub ephemeral: bool,
+    /// `--reset-state`: runtime changes from before are forgotten.
+    pub reset_state: bool,
 }
 
 pub fn run(config: Option<PathBuf>, flags: Flags, log_format: LogFormat) -> ExitCode {
@@ -139,6 +141,7 @@ async fn serve(config: Config, flags: Flags) -> ExitCode {
     let engine = EngineConfig {
         // The daemon owns its process: it reaps every orphan it adopts.
         adopt_orphans: true,
+        reset_state: flags.reset_state,
         ..config.engine_config(state_dir)
     };
     let supervisor = match Supervisor::start(engine, config.children.clone()) {

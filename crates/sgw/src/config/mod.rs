@@ -207,6 +207,7 @@ impl Config {
             containment: self.supervisor.containment,
             state_dir,
             adopt_orphans: false,
+            reset_state: false,
             restart_rate: self.supervisor.restart_rate.rate(),
             journal: crate::engine::JournalSettings {
                 sync: self.journal.sync,

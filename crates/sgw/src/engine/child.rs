@@ -14,6 +14,7 @@ use tokio::time::sleep_until;
 
 use super::Context;
 use super::dependencies::DependencyWait;
+use super::intent::{Change, Hold};
 use super::pacing::Pacer;
 use super::policy::{Decision, RestartTracker};
 use super::process::Process;
@@ -37,6 +38,8 @@ pub(super) enum Op {
 
 /// The detail of a child that does not start by itself.
 const AUTOSTART_OFF: &str = "autostart = false: waiting for resume or restart";
+const HELD_PAUSED: &str = "paused (before sgw restarted): waiting for resume";
+const HELD_QUARANTINED: &str = "quarantined (before sgw restarted): waiting for resume";
 
 pub(super) type Reply = Result<(String, ChildRecord), ControlError>;
 
@@ -94,6 +97,8 @@ pub(super) struct ChildTask {
     tracker: RestartTracker,
     detail: String,
     since: SystemTime,
+    /// Where a restart of sgw found this child (taken by `run`).
+    hold: Option<Hold>,
 }
 
 impl ChildTask {
@@ -101,14 +106,16 @@ impl ChildTask {
         spec: Arc<ChildSpec>,
         ctx: Arc<Context>,
         inbox: mpsc::Receiver<Envelope>,
+        hold: Option<Hold>,
     ) -> (Self, watch::Receiver<ChildRecord>) {
         let now = SystemTime::now();
         // What `run` is about to do, so that a dependent looking before this
         // task ran does not take a child about to start for a stopped one.
-        let (state, detail) = if spec.autostart {
-            (ChildState::Starting, String::new())
-        } else {
-            (ChildState::Stopped, AUTOSTART_OFF.to_owned())
+        let (state, detail) = match hold {
+            Some(Hold::Paused) => (ChildState::Paused, HELD_PAUSED.to_owned()),
+            Some(Hold::Quarantined) => (ChildState::Quarantined, HELD_QUARANTINED.to_owned()),
+            None if spec.autostart => (ChildState::Starting, String::new()),
+            None => (ChildState::Stopped, AUTOSTART_OFF.to_owned()),
         };
         let initial = ChildRecord {
             id: spec.id.clone(),
@@ -141,17 +148,27 @@ impl ChildTask {
             tracker: RestartTracker::default(),
             detail,
             since: now,
+            hold,
         };
         (task, receiver)
     }
 
     pub async fn run(mut self) {
         self.emit(EventKind::ChildAdded);
-        if self.spec.autostart {
-            self.start().await;
-        } else {
-            self.detail = AUTOSTART_OFF.to_owned();
-            self.set_phase(Phase::Stopped);
+        match self.hold.take() {
+            Some(Hold::Paused) => {
+                self.detail = HELD_PAUSED.to_owned();
+                self.set_phase(Phase::Paused);
+            }
+            Some(Hold::Quarantined) => {
+                self.detail = HELD_QUARANTINED.to_owned();
+                self.set_phase(Phase::Quarantined);
+            }
+            None if self.spec.autostart => self.start().await,
+            None => {
+                self.detail = AUTOSTART_OFF.to_owned();
+                self.set_phase(Phase::Stopped);
+            }
         }
         loop {
             tokio::select! {
@@ -178,6 +195,7 @@ impl ChildTask {
     async fn handle(&mut self, op: Op) -> Result<String, ControlError> {
         match op {
             Op::Restart => {
+                self.remember(None);
                 self.stop_process().await;
                 self.tracker.reset_all();
                 self.restart_count += 1;
@@ -193,10 +211,12 @@ impl ChildTask {
                 self.detail = "paused by command".to_owned();
                 self.set_phase(Phase::Paused);
                 self.emit(EventKind::ChildPaused);
+                self.remember(Some(Hold::Paused));
                 Ok("paused".to_owned())
             }
             Op::Resume => match self.phase {
                 Phase::Paused | Phase::Quarantined | Phase::Stopped => {
+                    self.remember(None);
                     self.tracker.reset_all();
                     self.detail.clear();
                     self.emit(EventKind::ChildResumed);
@@ -426,6 +446,15 @@ impl ChildTask {
         self.detail = reason.to_string();
         self.set_phase(Phase::Quarantined);
         self.emit(EventKind::ChildQuarantined { reason });
+        self.remember(Some(Hold::Quarantined));
+    }
+
+    /// Records the hold an operator (or the budget) put the child in, so
+    /// the next start of sgw keeps it.
+    fn remember(&self, hold: Option<Hold>) {
+        if let Some(intent) = &self.ctx.intent {
+            intent.record(Change::Hold(Arc::clone(&self.spec), hold));
+        }
     }
 
     /// Stops the process if there is one (stop signal, timeout, SIGKILL),

@@ -5,6 +5,7 @@ mod capture;
 mod child;
 pub mod containment;
 mod dependencies;
+mod intent;
 mod pacing;
 mod policy;
 mod process;
@@ -37,6 +38,8 @@ use crate::model::{
 use child::{ChildTask, Envelope, Op};
 use containment::Containment;
 pub use containment::ContainmentError;
+pub use intent::IntentError;
+use intent::{Change, Hold, IntentStore};
 use pacing::Pacer;
 pub use pacing::RestartRate;
 
@@ -67,6 +70,9 @@ pub struct EngineConfig {
     /// How the event journal is kept in `state_dir` (without one, it is
     /// memory-only and gets a new id at every start).
     pub journal: JournalSettings,
+    /// Drop what operators changed at runtime before the last stop
+    /// (`sgw serve --reset-state`): start from the config alone.
+    pub reset_state: bool,
 }
 
 /// The event journal on disk.
@@ -94,6 +100,12 @@ pub enum StartError {
     Containment(#[from] ContainmentError),
     #[error(transparent)]
     Journal(#[from] StoreError),
+    #[error("runtime state {path}: {source}")]
+    Intent {
+        path: PathBuf,
+        #[source]
+        source: intent::IntentError,
+    },
 }
 
 impl Default for EngineConfig {
@@ -109,6 +121,7 @@ impl Default for EngineConfig {
             adopt_orphans: false,
             restart_rate: Some(RestartRate::default()),
             journal: JournalSettings::default(),
+            reset_state: false,
         }
     }
 }
@@ -170,6 +183,8 @@ pub(crate) struct Context {
     pacer: Pacer,
     /// The event journal's writer, closed at a clean shutdown.
     store: Option<EventStore>,
+    /// Runtime decisions kept across restarts (with a state directory).
+    intent: Option<IntentStore>,
 }
 
 impl Context {
@@ -221,6 +236,8 @@ impl Supervisor {
         }
         tracing::info!(containment = %containment.info(), "children are contained");
         let leftovers = containment.take_leftovers();
+        let (intent, children, mut holds, restored) =
+            restore_intent(config.state_dir.as_deref(), config.reset_state, children)?;
         let (journal_id, events, store) = match &config.state_dir {
             Some(dir) => {
                 let opened = store::open(
@@ -281,6 +298,7 @@ impl Supervisor {
             containment,
             pacer: Pacer::new(config.restart_rate),
             store,
+            intent,
         });
         for event in leftovers {
             if let EventKind::LeftoverKilled {
@@ -301,10 +319,18 @@ impl Supervisor {
             }
             ctx.events.publish(event);
         }
+        if let Some(restored) = restored {
+            tracing::info!(
+                ?restored,
+                "runtime changes from before the restart applied again"
+            );
+            ctx.events.publish(Event::tree(restored));
+        }
         let supervisor = Self { ctx };
         let mut registry = supervisor.ctx.write();
         for spec in children.into_specs() {
-            supervisor.insert(&mut registry, spec);
+            let hold = holds.remove(&spec.id);
+            supervisor.insert(&mut registry, spec, hold);
         }
         drop(registry);
         Ok(supervisor)
@@ -312,10 +338,10 @@ impl Supervisor {
 
     /// Registers a child and starts its task. The caller holds the write
     /// lock, so the child is visible to dependents before it runs.
-    fn insert(&self, registry: &mut Registry, spec: ChildSpec) {
+    fn insert(&self, registry: &mut Registry, spec: ChildSpec, hold: Option<Hold>) {
         let (inbox_tx, inbox_rx) = mpsc::channel(16);
         let id = spec.id.clone();
-        let (task, record) = ChildTask::new(Arc::new(spec), Arc::clone(&self.ctx), inbox_rx);
+        let (task, record) = ChildTask::new(Arc::new(spec), Arc::clone(&self.ctx), inbox_rx, hold);
         let task = tokio::spawn(task.run());
         registry.order.push(id.clone());
         registry.children.insert(
@@ -424,9 +450,12 @@ impl Supervisor {
                 // Re-check under the tree lock: another add may have won.
                 self.admit(&Command::Add(spec.clone()))?;
                 let id = spec.id.clone();
+                if let Some(intent) = &self.ctx.intent {
+                    intent.record(Change::Added(Arc::new((*spec).clone())));
+                }
                 let record = {
                     let mut registry = self.ctx.write();
-                    self.insert(&mut registry, *spec);
+                    self.insert(&mut registry, *spec, None);
                     registry.children.get(&id).map(|h| h.record.clone())
                 };
                 Ok(("added".to_owned(), record.map(|r| r.borrow().clone())))
@@ -447,6 +476,10 @@ impl Supervisor {
                     }
                 };
                 if let Some(handle) = handle {
+                    if let Some(intent) = &self.ctx.intent {
+                        let spec = Arc::clone(&handle.record.borrow().spec);
+                        intent.record(Change::Removed(spec));
+                    }
                     let _ = handle.task.await;
                     self.ctx.containment.forget(&id);
                     self.ctx.state_changed();
@@ -547,6 +580,9 @@ impl Supervisor {
             self.ctx.logs.close();
             if let Some(store) = &self.ctx.store {
                 store.close().await;
+            }
+            if let Some(intent) = &self.ctx.intent {
+                intent.close().await;
             }
             // Captured output queued for the log files reaches them before
             // the process exits.
@@ -667,5 +703,56 @@ impl ControlPlane for Supervisor {
 
     async fn terminated(&self) {
         self.ctx.terminated.cancelled().await;
+    }
+}
+
+/// The tree to start: the config's children with what operators changed
+/// at runtime before the last stop applied again (with a state directory),
+/// each child's hold, and the event that says what was applied. A set of
+/// changes that no longer makes a valid tree with this config (a removed
+/// child others now depend on) is not applied: the config alone starts.
+#[allow(clippy::type_complexity)]
+fn restore_intent(
+    state_dir: Option<&std::path::Path>,
+    reset: bool,
+    children: ChildSet,
+) -> Result<
+    (
+        Option<IntentStore>,
+        ChildSet,
+        HashMap<ChildId, Hold>,
+        Option<EventKind>,
+    ),
+    StartError,
+> {
+    let Some(dir) = state_dir else {
+        return Ok((None, children, HashMap::new(), None));
+    };
+    let (store, intent) = IntentStore::open(dir, reset).map_err(|source| StartError::Intent {
+        path: dir.join(intent::FILE_NAME),
+        source,
+    })?;
+    let config = children.clone();
+    let applied = intent.apply(children.into_specs(), &store);
+    let mut holds = HashMap::new();
+    let specs: Vec<ChildSpec> = applied
+        .children
+        .into_iter()
+        .map(|(spec, hold)| {
+            if let Some(hold) = hold {
+                holds.insert(spec.id.clone(), hold);
+            }
+            spec
+        })
+        .collect();
+    match ChildSet::new(specs) {
+        Ok(set) => Ok((Some(store), set, holds, applied.event)),
+        Err(error) => {
+            tracing::warn!(
+                %error,
+                "runtime changes from before the restart do not fit this config: starting from the config alone"
+            );
+            Ok((Some(store), config, HashMap::new(), None))
+        }
     }
 }

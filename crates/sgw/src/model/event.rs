@@ -138,6 +138,16 @@ pub enum EventKind {
         /// environment marker of the previous instance.
         found_in: String,
     },
+    /// What operators changed at runtime before the last stop of sgw was
+    /// applied again at start (`state_dir/runtime.sqlite3`); `overridden`:
+    /// records dropped because the config changed those children since.
+    RuntimeRestored {
+        paused: Vec<ChildId>,
+        quarantined: Vec<ChildId>,
+        added: Vec<ChildId>,
+        removed: Vec<ChildId>,
+        overridden: Vec<ChildId>,
+    },
     /// The kernel OOM-killed a process in the child's cgroup (`memory_max`).
     OomKilled {
         generation: u64,
@@ -172,10 +182,11 @@ pub enum EventType {
     ChildBlocked,
     LeftoverKilled,
     OomKilled,
+    RuntimeRestored,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 22] = [
+    pub const ALL: [EventType; 23] = [
         EventType::ChildAdded,
         EventType::WaitingForDependencies,
         EventType::ChildStarting,
@@ -198,6 +209,7 @@ impl EventType {
         EventType::ChildBlocked,
         EventType::LeftoverKilled,
         EventType::OomKilled,
+        EventType::RuntimeRestored,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -224,6 +236,7 @@ impl EventType {
             EventType::ChildBlocked => "child_blocked",
             EventType::LeftoverKilled => "leftover_killed",
             EventType::OomKilled => "oom_killed",
+            EventType::RuntimeRestored => "runtime_restored",
         }
     }
 
@@ -275,6 +288,7 @@ impl EventKind {
             EventKind::ChildBlocked { .. } => EventType::ChildBlocked,
             EventKind::LeftoverKilled { .. } => EventType::LeftoverKilled,
             EventKind::OomKilled { .. } => EventType::OomKilled,
+            EventKind::RuntimeRestored { .. } => EventType::RuntimeRestored,
         }
     }
 

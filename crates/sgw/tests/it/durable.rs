@@ -227,3 +227,155 @@ async fn a_damaged_journal_is_set_aside_and_a_new_one_starts() {
     );
     gw.shutdown().await;
 }
+
+fn runtime_tree() -> Vec<supervisor_gateway::model::ChildSpec> {
+    let mut crasher = sh("crasher", "exit 1");
+    crasher.restart = supervisor_gateway::model::RestartPolicy::Always;
+    crasher.restart_budget.max = 1;
+    vec![
+        sh("paused", "exec sleep 1000"),
+        sh("held", "exec sleep 1000"),
+        sh("gone", "exec sleep 1000"),
+        crasher,
+    ]
+}
+
+async fn started_with(
+    state: &Path,
+    specs: Vec<supervisor_gateway::model::ChildSpec>,
+    reset: bool,
+) -> TestGateway {
+    GatewayBuilder::new(specs)
+        .engine(EngineConfig {
+            reset_state: reset,
+            ..kept_in(state)
+        })
+        .start()
+        .await
+}
+
+async fn states(gw: &TestGateway) -> std::collections::BTreeMap<String, String> {
+    use supervisor_gateway::control::ControlPlane;
+    let snapshot = gw.supervisor.state().await;
+    snapshot
+        .children
+        .iter()
+        .map(|c| (c.id.to_string(), c.state.as_str().to_owned()))
+        .collect()
+}
+
+/// Pause, quarantine (by command and by the restart budget), AddChild and
+/// RemoveChild survive a restart of sgw on the same state directory, with
+/// a `runtime_restored` event; a config change to a child overrides its
+/// record; `reset_state` starts from the config alone.
+#[tokio::test]
+async fn runtime_decisions_survive_a_restart_unless_the_config_changed() {
+    use supervisor_gateway::control::Command;
+    use supervisor_gateway::model::EventKind;
+    let state = tempfile::tempdir().expect("tempdir");
+    let first = started_with(state.path(), runtime_tree(), false).await;
+    let mut events = subscribe(&first.supervisor);
+    wait_event(
+        &mut events,
+        "the crasher quarantined by its budget",
+        is(
+            |k| matches!(k, EventKind::ChildQuarantined { .. }),
+            "crasher",
+        ),
+    )
+    .await;
+    first.wait_running("paused").await;
+    for command in [
+        Command::Pause(id("paused")),
+        Command::Quarantine(id("held")),
+        Command::Remove(id("gone")),
+        Command::Add(Box::new(sh("added", "exec sleep 1000"))),
+    ] {
+        run(&first.supervisor, command).await.expect("command");
+    }
+    first.shutdown().await;
+
+    let second = started_with(state.path(), runtime_tree(), false).await;
+    second.wait_running("added").await;
+    let mut events = subscribe(&second.supervisor);
+    let restored = wait_event(&mut events, "runtime_restored", |e| {
+        matches!(e.kind, EventKind::RuntimeRestored { .. })
+    })
+    .await;
+    let EventKind::RuntimeRestored {
+        paused,
+        quarantined,
+        added,
+        removed,
+        overridden,
+    } = &restored.body.kind
+    else {
+        unreachable!()
+    };
+    assert_eq!(paused, &[id("paused")]);
+    assert_eq!(quarantined.len(), 2, "{quarantined:?}");
+    assert!(quarantined.contains(&id("held")) && quarantined.contains(&id("crasher")));
+    assert_eq!(added, &[id("added")]);
+    assert_eq!(removed, &[id("gone")]);
+    assert!(overridden.is_empty(), "{overridden:?}");
+    let now = states(&second).await;
+    assert_eq!(
+        now.get("paused").map(String::as_str),
+        Some("paused"),
+        "{now:?}"
+    );
+    assert_eq!(now.get("held").map(String::as_str), Some("quarantined"));
+    assert_eq!(now.get("crasher").map(String::as_str), Some("quarantined"));
+    assert_eq!(now.get("added").map(String::as_str), Some("running"));
+    assert!(!now.contains_key("gone"), "{now:?}");
+    let second_last = {
+        use supervisor_gateway::control::ControlPlane;
+        second.supervisor.events().last_sequence()
+    };
+    second.shutdown().await;
+
+    // The operator edits "paused" in the config: the config wins.
+    let mut edited = runtime_tree();
+    edited[0] = sh("paused", "exec sleep 999");
+    let third = started_with(state.path(), edited, false).await;
+    third.wait_running("paused").await;
+    let mut events = {
+        use supervisor_gateway::control::ControlPlane;
+        third
+            .supervisor
+            .events()
+            .subscribe(supervisor_gateway::journal::Start::After(second_last))
+    };
+    let restored = wait_event(&mut events, "runtime_restored", |e| {
+        matches!(e.kind, EventKind::RuntimeRestored { .. })
+    })
+    .await;
+    assert!(
+        matches!(&restored.body.kind, EventKind::RuntimeRestored { overridden, .. } if overridden == &[id("paused")]),
+        "{:?}",
+        restored.body
+    );
+    let third_last = {
+        use supervisor_gateway::control::ControlPlane;
+        third.supervisor.events().last_sequence()
+    };
+    third.shutdown().await;
+
+    // --reset-state: the config alone, and no runtime_restored in this run.
+    let fourth = started_with(state.path(), runtime_tree(), true).await;
+    fourth.wait_running("gone").await;
+    fourth.wait_running("held").await;
+    let now = states(&fourth).await;
+    assert!(!now.contains_key("added"), "{now:?}");
+    let mut events = subscribe(&fourth.supervisor);
+    let restored_now = std::iter::from_fn(|| events.try_next()).any(|item| {
+        matches!(
+            item,
+            supervisor_gateway::journal::Item::Record(r)
+                if r.sequence > third_last
+                    && matches!(r.body.kind, EventKind::RuntimeRestored { .. })
+        )
+    });
+    assert!(!restored_now, "nothing is restored after a reset");
+    fourth.shutdown().await;
+}

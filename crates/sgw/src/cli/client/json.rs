@@ -367,6 +367,16 @@ fn detail_json(detail: &Detail) -> (&'static str, Value) {
                 "found_in": d.found_in,
             }),
         ),
+        Detail::RuntimeRestored(d) => (
+            "runtime_restored",
+            json!({
+                "paused": d.paused,
+                "quarantined": d.quarantined,
+                "added": d.added,
+                "removed": d.removed,
+                "overridden": d.overridden,
+            }),
+        ),
         Detail::OomKilled(d) => (
             "oom_killed",
             json!({

@@ -433,6 +433,7 @@ pub fn event_type(t: EventType) -> pb::EventType {
         EventType::ChildBlocked => P::ChildBlocked,
         EventType::LeftoverKilled => P::LeftoverKilled,
         EventType::OomKilled => P::OomKilled,
+        EventType::RuntimeRestored => P::RuntimeRestored,
     }
 }
 
@@ -574,6 +575,22 @@ fn detail(kind: &EventKind) -> Detail {
             oom_kills: *oom_kills,
             memory_max: memory_max.map(|m| m.to_string()).unwrap_or_default(),
         }),
+        EventKind::RuntimeRestored {
+            paused,
+            quarantined,
+            added,
+            removed,
+            overridden,
+        } => {
+            let ids = |ids: &[ChildId]| ids.iter().map(ToString::to_string).collect();
+            Detail::RuntimeRestored(pb::RuntimeRestored {
+                paused: ids(paused),
+                quarantined: ids(quarantined),
+                added: ids(added),
+                removed: ids(removed),
+                overridden: ids(overridden),
+            })
+        }
     }
 }
 

@@ -245,6 +245,19 @@ fn payload(kind: &EventKind) -> Value {
             "oom_kills": oom_kills,
             "memory_max_bytes": memory_max.map(|m| m.0),
         }),
+        EventKind::RuntimeRestored {
+            paused,
+            quarantined,
+            added,
+            removed,
+            overridden,
+        } => json!({
+            "paused": paused,
+            "quarantined": quarantined,
+            "added": added,
+            "removed": removed,
+            "overridden": overridden,
+        }),
     }
 }
 

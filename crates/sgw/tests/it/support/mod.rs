@@ -378,9 +378,21 @@ impl TestGateway {
         }
     }
 
-    /// Waits until the child has been RUNNING (its spawn is asynchronous).
+    /// Waits until the child is RUNNING (its spawn is asynchronous). Reads
+    /// its record, not the journal's history: a journal kept across
+    /// restarts holds the previous run's events too.
     pub async fn wait_running(&self, child: &str) {
-        let mut events = subscribe(&self.supervisor);
+        use supervisor_gateway::control::ControlPlane;
+        use supervisor_gateway::model::ChildState;
+        let mut events = self.supervisor.events().subscribe(Start::Live);
+        let record = self
+            .supervisor
+            .child(&id(child))
+            .await
+            .expect("child exists");
+        if record.state == ChildState::Running {
+            return;
+        }
         wait_event(
             &mut events,
             "the child to run",

@@ -111,6 +111,23 @@ fn describe(detail: &Detail) -> String {
                 processes.join(", ")
             )
         }
+        Detail::RuntimeRestored(d) => {
+            let parts: Vec<String> = [
+                ("paused", &d.paused),
+                ("quarantined", &d.quarantined),
+                ("added", &d.added),
+                ("removed", &d.removed),
+                ("config overrides", &d.overridden),
+            ]
+            .iter()
+            .filter(|(_, ids)| !ids.is_empty())
+            .map(|(what, ids)| format!("{what}: {}", ids.join(", ")))
+            .collect();
+            format!(
+                "runtime changes from before the restart applied again ({})",
+                parts.join("; ")
+            )
+        }
         Detail::OomKilled(d) => {
             let limit = if d.memory_max.is_empty() {
                 String::new()
