@@ -45,6 +45,8 @@ pub struct StateSnapshot {
     /// Events published but no longer retained.
     pub dropped_events: u64,
     pub dropped_logs: u64,
+    /// The journal the sequences belong to.
+    pub journal_id: String,
 }
 
 /// What a completed command reports.

@@ -671,6 +671,7 @@ impl ControlPlane for Supervisor {
             last_log_sequence: self.ctx.logs.last_sequence(),
             dropped_events: self.ctx.events.evicted(),
             dropped_logs: self.ctx.logs.evicted(),
+            journal_id: self.ctx.target.journal_id.clone(),
         }
     }
 

@@ -43,6 +43,10 @@ async fn journal_id(gw: &TestGateway) -> (String, u64) {
         .await
         .expect("GetState")
         .into_inner();
+    assert_eq!(
+        state.journal_id, info.journal_id,
+        "GetState names the journal too"
+    );
     (info.journal_id, state.last_event_sequence)
 }
 
@@ -163,6 +167,10 @@ async fn foreign_or_future_positions_are_reset_on_both_protocols() {
         .call(json!({"request_id": "h", "method": "hello"}))
         .await;
     assert_eq!(hello["result"]["journal_id"], id.as_str(), "{hello}");
+    let state = legacy
+        .call(json!({"request_id": "st", "method": "state"}))
+        .await;
+    assert_eq!(state["result"]["journal_id"], id.as_str(), "legacy state");
     let mut request = subscription("s", "events.subscribe");
     request["params"]["after_sequence"] = json!(3);
     request["params"]["journal_id"] = json!("someone-else");

@@ -313,6 +313,7 @@ pub fn snapshot(snapshot: &StateSnapshot) -> pb::GetStateResponse {
         dropped_event_count: snapshot.dropped_events,
         dropped_log_count: snapshot.dropped_logs,
         generated_at: Some(timestamp(SystemTime::now())),
+        journal_id: snapshot.journal_id.clone(),
     }
 }
 

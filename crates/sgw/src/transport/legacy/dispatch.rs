@@ -119,6 +119,7 @@ impl<C: ControlPlane> Adapter<C> {
             Method::State => (
                 Ok(Reply::State {
                     target_id,
+                    journal_id: self.control().info().journal_id,
                     state: Box::new(self.dashboard_state().await),
                 }),
                 None,

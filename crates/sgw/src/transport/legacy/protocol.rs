@@ -302,6 +302,8 @@ pub enum Reply {
     },
     State {
         target_id: String,
+        /// Extension: the journal `recent_events`' sequences belong to.
+        journal_id: String,
         state: Box<DashboardState>,
     },
     Subscription {

@@ -62,6 +62,7 @@ impl ControlPlane for ScriptedControl {
             last_log_sequence: self.logs.last_sequence(),
             dropped_events: 0,
             dropped_logs: 0,
+            journal_id: "0123456789abcdef0123456789abcdef".into(),
         }
     }
 
