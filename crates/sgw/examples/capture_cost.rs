@@ -60,8 +60,9 @@ async fn run(label: &str, mb: u64, state_dir: Option<&std::path::Path>, policy: 
                     break;
                 }
             }
-            // Without a rate limit a slow reader loses lines: only END matters.
-            Ok(Some(Item::Gap(_))) => {}
+            // Lines evicted before this reader got them were still
+            // captured (only this child writes, so the range is its own).
+            Ok(Some(Item::Gap(gap))) => counted += gap.len(),
             Ok(None) | Err(_) => {
                 eprintln!("{label}: the output did not end");
                 break;

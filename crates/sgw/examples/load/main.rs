@@ -334,6 +334,12 @@ async fn run(settings: Settings) -> Result<(), Error> {
                     "/usr/bin/yes".into(),
                     "a log line of moderate length, 48 bytes long..".into(),
                 ],
+                // The capture path's throughput, not the rate limit's
+                // (10,000 lines per 30 s by default).
+                logs: Some(pb::ChildLogs {
+                    rate_burst: Some(0),
+                    ..Default::default()
+                }),
                 ..Default::default()
             }),
             meta: meta.clone(),

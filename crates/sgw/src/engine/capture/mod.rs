@@ -171,16 +171,20 @@ impl Capture {
     /// what is left at EOF).
     async fn process(&mut self, buf: &mut BytesMut, eof: bool) {
         let now = Instant::now();
+        // The lines of this read go out together (one lock, one message
+        // to the file writer), before any notice that follows them.
+        let mut lines = Vec::new();
         loop {
             if self.gate.limited() {
                 if self.gate.suppressing(now) {
                     self.drop_all(buf);
-                    return;
+                    break;
                 }
                 if self.mid_line && !self.skip_rest_of_line(buf) {
-                    return;
+                    break;
                 }
                 if let Some(count) = self.gate.take_if_over(now) {
+                    self.logs.capture_batch(std::mem::take(&mut lines)).await;
                     self.announce(count).await;
                 }
             }
@@ -190,13 +194,14 @@ impl Capture {
                 self.splitter.decode(buf)
             };
             let Ok(Some(chunk)) = chunk else {
-                return;
+                break;
             };
             match self.gate.admit(now) {
-                Verdict::Pass => self.publish(chunk).await,
+                Verdict::Pass => lines.push(self.line(chunk)),
                 Verdict::Drop => self.mid_line = chunk.continues,
             }
         }
+        self.logs.capture_batch(lines).await;
     }
 
     /// Counts the lines in `buf` as suppressed and drops them: a scan for
@@ -236,17 +241,15 @@ impl Capture {
         }
     }
 
-    async fn publish(&self, chunk: Chunk) {
-        self.logs
-            .capture(LogLine {
-                child_id: self.child_id.clone(),
-                generation: self.generation,
-                stream: self.stream,
-                text: String::from_utf8_lossy(&chunk.bytes).into_owned(),
-                truncated: chunk.continues,
-                suppressed: 0,
-            })
-            .await;
+    fn line(&self, chunk: Chunk) -> LogLine {
+        LogLine {
+            child_id: self.child_id.clone(),
+            generation: self.generation,
+            stream: self.stream,
+            text: String::from_utf8_lossy(&chunk.bytes).into_owned(),
+            truncated: chunk.continues,
+            suppressed: 0,
+        }
     }
 
     async fn announce(&self, count: u64) {

@@ -42,6 +42,8 @@ pub struct Rotation {
 
 enum Op {
     Append(Arc<Record<LogLine>>),
+    /// The lines of one pipe read: one message, not one per line.
+    Batch(Vec<Arc<Record<LogLine>>>),
     Sync(oneshot::Sender<()>),
 }
 
@@ -92,6 +94,14 @@ impl Files {
     pub async fn append(&self, record: Arc<Record<LogLine>>) {
         if self.queue.send(Op::Append(record)).await.is_err() {
             self.unwritten.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Queues the records of one read, waiting while the writer is behind.
+    pub async fn append_batch(&self, records: Vec<Arc<Record<LogLine>>>) {
+        let count = records.len() as u64;
+        if self.queue.send(Op::Batch(records)).await.is_err() {
+            self.unwritten.fetch_add(count, Ordering::Relaxed);
         }
     }
 
@@ -159,6 +169,11 @@ impl Writer {
             };
             match op {
                 Op::Append(record) => self.append(&record),
+                Op::Batch(records) => {
+                    for record in &records {
+                        self.append(record);
+                    }
+                }
                 Op::Sync(done) => {
                     self.flush();
                     flushed = Instant::now();

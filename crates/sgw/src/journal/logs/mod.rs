@@ -189,6 +189,29 @@ impl LogJournal {
         sequence
     }
 
+    /// Appends the lines of one pipe read under one lock, with one wake-up
+    /// for subscribers and one message to the file writer (waiting for
+    /// room, as [`LogJournal::capture`] does).
+    pub async fn capture_batch(&self, bodies: Vec<LogLine>) {
+        if bodies.is_empty() {
+            return;
+        }
+        let now = SystemTime::now();
+        let records: Vec<Arc<Record<LogLine>>> = {
+            let mut store = self.shared.lock();
+            bodies
+                .into_iter()
+                .map(|body| store.publish(body, now))
+                .collect()
+        };
+        if let Some(last) = records.last() {
+            self.shared.head.send_replace(last.sequence);
+        }
+        if let Some(files) = &self.shared.files {
+            files.append_batch(records).await;
+        }
+    }
+
     /// Resolves once every line published before is in its file (written
     /// to the kernel, not fsynced). At once without files.
     pub async fn sync(&self) {
