@@ -87,6 +87,9 @@ fn read_commands_print_text_and_json() {
     );
     assert!(text.contains("remove_child (needs --yes)"), "{text}");
     let info = env.json(&["info"]);
+    let journal = info[0]["journal_id"].as_str().expect("a journal id");
+    assert_eq!(journal.len(), 32, "{journal}");
+    assert!(text.contains(&format!("journal      {journal}")), "{text}");
     assert_eq!(info.len(), 1);
     assert_eq!(info[0]["target_id"], "cli-test");
     assert_eq!(info[0]["protocol_version"], "supervisor.gateway.v1");

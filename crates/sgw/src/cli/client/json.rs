@@ -70,6 +70,7 @@ pub fn info(info: &pb::GetInfoResponse) -> Value {
         "limits": limits,
         "caller": caller,
         "containment": containment,
+        "journal_id": info.journal_id,
     })
 }
 
@@ -82,6 +83,7 @@ pub fn state(state: &pb::GetStateResponse) -> Value {
         "dropped_event_count": state.dropped_event_count,
         "dropped_log_count": state.dropped_log_count,
         "generated_at": time(state.generated_at.as_ref()),
+        "journal_id": state.journal_id,
     })
 }
 

@@ -311,6 +311,9 @@ pub fn info(info: &pb::GetInfoResponse, socket: &std::path::Path) -> String {
         );
         rows.push(["containment".into(), text]);
     }
+    if !info.journal_id.is_empty() {
+        rows.push(["journal".into(), info.journal_id.clone()]);
+    }
     if let Some(c) = &info.caller {
         let user = if c.user_name.is_empty() {
             String::new()
