@@ -61,7 +61,7 @@ async fn run(events: u64, sync: Option<SyncPolicy>) -> Result<Figures, Error> {
     let published = started.elapsed();
     let (durable, commits) = match &store {
         Some(store) => {
-            store.close().await;
+            store.close(1).await;
             let commits = store
                 .stats()
                 .commits

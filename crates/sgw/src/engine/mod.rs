@@ -238,7 +238,7 @@ impl Supervisor {
         let leftovers = containment.take_leftovers();
         let (intent, children, mut holds, restored) =
             restore_intent(config.state_dir.as_deref(), config.reset_state, children)?;
-        let (journal_id, events, store) = match &config.state_dir {
+        let (journal_id, events, store, log_next) = match &config.state_dir {
             Some(dir) => {
                 let opened = store::open(
                     &StoreConfig {
@@ -262,12 +262,14 @@ impl Supervisor {
                     opened.journal_id,
                     EventJournal::restore(config.events_capacity, opened.restore),
                     Some(opened.store),
+                    opened.log_next,
                 )
             }
             None => (
                 store::new_journal_id(),
                 EventJournal::new(config.events_capacity),
                 None,
+                1,
             ),
         };
         let logs = capture::open_journal(
@@ -275,6 +277,7 @@ impl Supervisor {
             &config.logs,
             config.state_dir.as_deref(),
             children.specs(),
+            log_next,
         );
         let ctx = Arc::new(Context {
             target: TargetInfo {
@@ -578,15 +581,17 @@ impl Supervisor {
         if kind == CommandKind::ShutdownTree {
             self.ctx.events.close();
             self.ctx.logs.close();
+            // Captured output queued for the log files reaches them before
+            // the process exits.
+            self.ctx.logs.sync().await;
             if let Some(store) = &self.ctx.store {
-                store.close().await;
+                // The log sequence goes on from here at the next start,
+                // also for lines that never reached a file.
+                store.close(self.ctx.logs.last_sequence() + 1).await;
             }
             if let Some(intent) = &self.ctx.intent {
                 intent.close().await;
             }
-            // Captured output queued for the log files reaches them before
-            // the process exits.
-            self.ctx.logs.sync().await;
             self.ctx.terminated.cancel();
         }
         result.map(|(outcome, child)| CommandReport {

@@ -127,6 +127,9 @@ pub struct StoreStats {
 /// writer.
 pub struct Opened {
     pub journal_id: String,
+    /// Where the log journal went on at the last clean shutdown (1 if
+    /// never): its sequences start no lower, also without log files.
+    pub log_next: u64,
     pub recovery: Recovery,
     pub restore: Restore<Event>,
     pub store: EventStore,
@@ -144,7 +147,8 @@ impl std::fmt::Debug for Opened {
 enum Message {
     Record(Arc<Record<Event>>),
     /// Store everything queued, mark the journal cleanly closed, answer.
-    Close(oneshot::Sender<()>),
+    /// With the log journal's next sequence, kept for the next start.
+    Close(oneshot::Sender<()>, u64),
 }
 
 /// The writer's handle: close it at a clean shutdown.
@@ -212,6 +216,7 @@ pub fn open(config: &StoreConfig, capacity: usize) -> Result<Opened, StoreError>
         .map_err(failed)?;
     let reserved = meta_u64(&conn, "reserved").map_err(failed)?.unwrap_or(0);
     let clean = meta_u64(&conn, "clean").map_err(failed)? != Some(0);
+    let log_next = meta_u64(&conn, "log_next").map_err(failed)?.unwrap_or(1);
     let lost = (!clean && reserved > last_stored).then_some((last_stored + 1, reserved));
     let next_sequence = last_stored.max(reserved) + 1;
     // From here on the journal is open: a crash before close is unclean,
@@ -240,6 +245,7 @@ pub fn open(config: &StoreConfig, capacity: usize) -> Result<Opened, StoreError>
         .map_err(StoreError::Thread)?;
     Ok(Opened {
         journal_id,
+        log_next,
         recovery: Recovery {
             clean,
             lost,
@@ -388,7 +394,7 @@ fn history(conn: &Connection, capacity: usize) -> rusqlite::Result<(Vec<Record<E
 impl EventStore {
     /// Stores what is queued, marks the journal cleanly closed and stops
     /// the writer. Events published afterwards stay in memory only.
-    pub async fn close(&self) {
+    pub async fn close(&self, log_next: u64) {
         let sender = self
             .sender
             .lock()
@@ -398,7 +404,7 @@ impl EventStore {
             return;
         };
         let (done, closed) = oneshot::channel();
-        if sender.send(Message::Close(done)).is_ok() {
+        if sender.send(Message::Close(done, log_next)).is_ok() {
             let _ = closed.await;
         }
         let thread = self
@@ -462,16 +468,16 @@ impl Writer {
                 .into_iter()
                 .filter_map(|message| match message {
                     Message::Record(record) => Some(record),
-                    Message::Close(done) => {
-                        close = Some(done);
+                    Message::Close(done, log_next) => {
+                        close = Some((done, log_next));
                         None
                     }
                 })
                 .collect();
-            if let Err(error) = self.commit(&records, close.is_some()) {
+            if let Err(error) = self.commit(&records, close.as_ref().map(|(_, next)| *next)) {
                 tracing::error!(%error, records = records.len(), "could not store events");
             }
-            if let Some(done) = close {
+            if let Some((done, _)) = close {
                 let _ = done.send(());
                 return;
             }
@@ -485,7 +491,12 @@ impl Writer {
 
     /// One transaction: the records, and the reservation moved ahead of
     /// them (or, at close, down to them with the journal marked clean).
-    fn commit(&mut self, records: &[Arc<Record<Event>>], close: bool) -> rusqlite::Result<()> {
+    /// `close`: the log journal's next sequence at a clean shutdown.
+    fn commit(
+        &mut self,
+        records: &[Arc<Record<Event>>],
+        close: Option<u64>,
+    ) -> rusqlite::Result<()> {
         let tx = self.conn.transaction()?;
         {
             let mut insert = tx.prepare_cached(
@@ -517,9 +528,10 @@ impl Writer {
             .queued
             .load(Ordering::Relaxed)
             .saturating_sub(self.stats.stored.load(Ordering::Relaxed) + records.len() as u64);
-        if close {
+        if let Some(log_next) = close {
             set_meta(&tx, "reserved", self.last_stored)?;
             set_meta(&tx, "clean", 1)?;
+            set_meta(&tx, "log_next", log_next)?;
         } else {
             // Keep at least twice the current backlog (and a floor) ahead,
             // so a burst cannot outrun the promise before the next commit.

@@ -387,3 +387,53 @@ async fn runtime_decisions_survive_a_restart_unless_the_config_changed() {
     assert!(!restored_now, "nothing is restored after a reset");
     fourth.shutdown().await;
 }
+
+/// Without log files, the log sequence still goes on after a clean
+/// restart (the store keeps where it was): a resumed TailLogs never sees a
+/// number it already had for a different line.
+#[tokio::test]
+async fn log_sequences_continue_across_a_restart_without_log_files() {
+    use supervisor_gateway::control::ControlPlane;
+    use supervisor_gateway::journal::{Item, Start};
+    use supervisor_gateway::model::LogPolicy;
+    let state = tempfile::tempdir().expect("tempdir");
+    let engine = || EngineConfig {
+        logs: LogPolicy {
+            file_max_bytes: 0,
+            ..LogPolicy::default()
+        },
+        ..kept_in(state.path())
+    };
+    let first_line = |gw: &TestGateway| {
+        let mut lines = gw.supervisor.logs().subscribe(Start::Oldest);
+        async move {
+            tokio::time::timeout(PATIENCE, async {
+                loop {
+                    if let Some(Item::Record(record)) = lines.next().await {
+                        return record.sequence;
+                    }
+                }
+            })
+            .await
+            .expect("a line in time")
+        }
+    };
+    let first = GatewayBuilder::new(vec![sh("talker", "echo hello; exec sleep 1000")])
+        .engine(engine())
+        .start()
+        .await;
+    first_line(&first).await;
+    let last = first.supervisor.logs().last_sequence();
+    first.shutdown().await;
+    assert!(
+        !state.path().join("logs/talker.log").exists(),
+        "no file was meant to be written"
+    );
+    let second = GatewayBuilder::new(vec![sh("talker", "echo hello; exec sleep 1000")])
+        .engine(engine())
+        .start()
+        .await;
+    let next = first_line(&second).await;
+    assert!(next > last, "log sequence {next} after {last}");
+    second.shutdown().await;
+}

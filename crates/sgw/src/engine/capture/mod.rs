@@ -38,23 +38,24 @@ pub fn open_journal(
     defaults: &LogPolicy,
     state_dir: Option<&Path>,
     specs: &[ChildSpec],
+    first_sequence: u64,
 ) -> LogJournal {
     let Some(state_dir) = state_dir else {
-        return LogJournal::in_memory(capacity, defaults, 1);
+        return LogJournal::in_memory(capacity, defaults, first_sequence);
     };
     let dir = state_dir.join("logs");
     let policies: Vec<(ChildId, LogPolicy)> = specs
         .iter()
         .map(|spec| (spec.id.clone(), defaults.for_child(&spec.logs)))
         .collect();
-    match LogJournal::open(capacity, defaults, &policies, &dir, 1) {
+    match LogJournal::open(capacity, defaults, &policies, &dir, first_sequence) {
         Ok(journal) => journal,
         Err(error) => {
             tracing::warn!(
                 dir = %dir.display(),
                 "cannot keep captured output in files, memory only: {error}"
             );
-            LogJournal::in_memory(capacity, defaults, 1)
+            LogJournal::in_memory(capacity, defaults, first_sequence)
         }
     }
 }
