@@ -112,14 +112,14 @@ impl<C: ControlPlane> Adapter<C> {
                 Ok(Reply::Hello {
                     protocol_version: PROTOCOL_VERSION,
                     registration: self.registration().await,
-                    journal_id: self.control().info().journal_id,
+                    journal_id: self.journal_id().to_owned(),
                 }),
                 None,
             ),
             Method::State => (
                 Ok(Reply::State {
                     target_id,
-                    journal_id: self.control().info().journal_id,
+                    journal_id: self.journal_id().to_owned(),
                     state: Box::new(self.dashboard_state().await),
                 }),
                 None,
@@ -167,7 +167,7 @@ impl<C: ControlPlane> Adapter<C> {
                 "subscriptions require params.session_established = true".to_owned(),
             ));
         }
-        let journal_id = self.control().info().journal_id;
+        let journal_id = self.journal_id().to_owned();
         let claimed = params.journal_id.unwrap_or_default();
         let from = |last: u64| match params.after_sequence {
             Some(after) => journal::resume(&journal_id, last, &claimed, after),

@@ -124,6 +124,9 @@ pub struct Adapter<C> {
     /// through it.
     guard: Guarded<C>,
     target_id: String,
+    /// Static for the life of the control plane: read once, not per
+    /// `hello`, `state` or subscription.
+    journal_id: String,
     max_frame_bytes: usize,
     idle_timeout: Duration,
     write_timeout: Duration,
@@ -148,8 +151,10 @@ impl<C: ControlPlane> Adapter<C> {
         } else {
             RegistrationStatus::Direct
         };
+        let target = guard.target();
         Arc::new(Self {
-            target_id: guard.target().target_id,
+            target_id: target.target_id,
+            journal_id: target.journal_id,
             guard,
             max_frame_bytes: options.max_frame_bytes,
             idle_timeout: options.idle_timeout,
@@ -180,6 +185,10 @@ impl<C: ControlPlane> Adapter<C> {
 
     pub fn target_id(&self) -> &str {
         &self.target_id
+    }
+
+    fn journal_id(&self) -> &str {
+        &self.journal_id
     }
 
     fn max_frame_bytes(&self) -> usize {
