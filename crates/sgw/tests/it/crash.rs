@@ -3,7 +3,8 @@
 //! and every orphan the daemon adopts is reaped, also as PID 1.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::{ExitStatus, Stdio};
+use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
@@ -12,12 +13,16 @@ use nix::unistd::Pid;
 use crate::cli_support::{Lines, PATIENCE, json_lines, sgw, sgw_command};
 use crate::support::process_gone;
 
-/// A `sgw serve` with its stdout read by lines; SIGKILLed when dropped.
+/// A `sgw serve` with its stdout read by lines; stopped when dropped.
 struct Daemon {
-    child: Child,
-    /// The sgw process itself: `child`, or the process a prefix such as
+    /// The spawned process: sgw, or the prefix (e.g. `unshare`).
+    pid: u32,
+    /// The sgw process itself: `pid`, or the process a prefix such as
     /// `unshare --fork` started (signals to it are not forwarded).
     sgw_pid: u32,
+    /// The spawned process's exit, sent by the thread that waits for it.
+    exited: Receiver<ExitStatus>,
+    gone: bool,
     socket: PathBuf,
 }
 
@@ -49,16 +54,25 @@ impl Daemon {
             .expect("spawn sgw serve");
         let mut stdout = Lines::new(child.stdout.take().expect("stdout"));
         stdout.until("readiness", |l| l.starts_with("sgw: serving target"));
+        let pid = child.id();
         let sgw_pid = if prefix.is_empty() {
-            child.id()
+            pid
         } else {
-            let (live, _) = children_of(child.id());
+            let (live, _) = children_of(pid);
             assert_eq!(live.len(), 1, "{prefix:?} forks one sgw: {live:?}");
             live[0]
         };
+        let (tx, exited) = channel();
+        std::thread::spawn(move || {
+            if let Ok(status) = child.wait() {
+                let _ = tx.send(status);
+            }
+        });
         Daemon {
-            child,
+            pid,
             sgw_pid,
+            exited,
+            gone: false,
             socket: socket.to_owned(),
         }
     }
@@ -74,27 +88,30 @@ impl Daemon {
         json_lines(&output)
     }
 
+    /// Whether the spawned process exits within `within`.
+    fn exits(&mut self, within: Duration) -> bool {
+        self.gone = self.gone || self.exited.recv_timeout(within).is_ok();
+        self.gone
+    }
+
     fn sigkill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let _ = kill(Pid::from_raw(self.pid as i32), Signal::SIGKILL);
+        assert!(self.exits(PATIENCE), "SIGKILL ends sgw");
     }
 
     /// SIGTERM to sgw, then SIGKILL if it has not exited within
     /// [`PATIENCE`]; true if SIGTERM was enough.
     fn terminate(&mut self) -> bool {
-        if matches!(self.child.try_wait(), Ok(Some(_)) | Err(_)) {
+        if self.gone {
             return true;
         }
         let _ = kill(Pid::from_raw(self.sgw_pid as i32), Signal::SIGTERM);
-        let deadline = Instant::now() + PATIENCE;
-        while Instant::now() < deadline {
-            if matches!(self.child.try_wait(), Ok(Some(_)) | Err(_)) {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(10));
+        if self.exits(PATIENCE) {
+            return true;
         }
         let _ = kill(Pid::from_raw(self.sgw_pid as i32), Signal::SIGKILL);
-        self.sigkill();
+        let _ = kill(Pid::from_raw(self.pid as i32), Signal::SIGKILL);
+        self.exits(PATIENCE);
         false
     }
 
@@ -327,26 +344,30 @@ restart_budget = {{ max = 1000000, window = "1s" }}
     };
 
     let mut first = Daemon::start(&[], &config, &socket);
-    let (id, mut stream) = runtime.block_on(async {
-        let mut client = supervisor_gateway::client::connect(&socket)
-            .await
-            .expect("connect");
-        let info = client
-            .control
-            .get_info(pb::GetInfoRequest {})
-            .await
-            .expect("GetInfo")
-            .into_inner();
-        let stream = client
-            .journal
-            .subscribe_events(pb::SubscribeEventsRequest {
-                include_backlog: true,
-                ..Default::default()
-            })
-            .await
-            .expect("subscribe")
-            .into_inner();
-        (info.journal_id, stream)
+    // The journal id, and a stream of what `request` asks for.
+    let subscribe = |request: pb::SubscribeEventsRequest| {
+        runtime.block_on(async {
+            let mut client = supervisor_gateway::client::connect(&socket)
+                .await
+                .expect("connect");
+            let info = client
+                .control
+                .get_info(pb::GetInfoRequest {})
+                .await
+                .expect("GetInfo")
+                .into_inner();
+            let stream = client
+                .journal
+                .subscribe_events(request)
+                .await
+                .expect("subscribe")
+                .into_inner();
+            (info.journal_id, stream)
+        })
+    };
+    let (id, mut stream) = subscribe(pb::SubscribeEventsRequest {
+        include_backlog: true,
+        ..Default::default()
     });
     let mut seen = 0;
     while seen < 300 {
@@ -358,28 +379,12 @@ restart_budget = {{ max = 1000000, window = "1s" }}
     drop(stream);
 
     let second = Daemon::start(&[], &config, &socket);
-    let mut stream = runtime.block_on(async {
-        let mut client = supervisor_gateway::client::connect(&socket)
-            .await
-            .expect("connect");
-        let info = client
-            .control
-            .get_info(pb::GetInfoRequest {})
-            .await
-            .expect("GetInfo")
-            .into_inner();
-        assert_eq!(info.journal_id, id, "the journal id survives kill -9");
-        client
-            .journal
-            .subscribe_events(pb::SubscribeEventsRequest {
-                after_sequence: seen,
-                journal_id: id.clone(),
-                ..Default::default()
-            })
-            .await
-            .expect("resubscribe")
-            .into_inner()
+    let (again, mut stream) = subscribe(pb::SubscribeEventsRequest {
+        after_sequence: seen,
+        journal_id: id.clone(),
+        ..Default::default()
     });
+    assert_eq!(again, id, "the journal id survives kill -9");
     assert!(matches!(next(&mut stream), Item::Start(s) if s.journal_id == id));
     // Every sequence after `seen` is delivered or covered by a gap, in
     // order, until the new run's first event (the one after the gap).
