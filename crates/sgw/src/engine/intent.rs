@@ -115,6 +115,11 @@ impl Intent {
         let mut removed = Vec::new();
         let mut overridden = Vec::new();
         let declared: BTreeSet<String> = config.iter().map(|s| s.id.to_string()).collect();
+        let mut held = |spec: &ChildSpec, hold: Option<Hold>| match hold {
+            Some(Hold::Paused) => paused.push(spec.id.clone()),
+            Some(Hold::Quarantined) => quarantined.push(spec.id.clone()),
+            None => {}
+        };
         let mut children = Vec::new();
         for spec in config {
             let Some(row) = self.rows.get(spec.id.as_str()) else {
@@ -131,11 +136,7 @@ impl Intent {
                 removed.push(spec.id.clone());
                 continue;
             }
-            match row.hold {
-                Some(Hold::Paused) => paused.push(spec.id.clone()),
-                Some(Hold::Quarantined) => quarantined.push(spec.id.clone()),
-                None => {}
-            }
+            held(&spec, row.hold);
             children.push((spec, row.hold));
         }
         for (id, row) in &self.rows {
@@ -148,11 +149,7 @@ impl Intent {
                 continue;
             };
             added.push(spec.id.clone());
-            match row.hold {
-                Some(Hold::Paused) => paused.push(spec.id.clone()),
-                Some(Hold::Quarantined) => quarantined.push(spec.id.clone()),
-                None => {}
-            }
+            held(&spec, row.hold);
             children.push((spec, row.hold));
         }
         let nothing = paused.is_empty()

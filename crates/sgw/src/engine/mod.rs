@@ -236,8 +236,12 @@ impl Supervisor {
         }
         tracing::info!(containment = %containment.info(), "children are contained");
         let leftovers = containment.take_leftovers();
-        let (intent, children, mut holds, restored) =
-            restore_intent(config.state_dir.as_deref(), config.reset_state, children)?;
+        let Restored {
+            intent,
+            children,
+            mut holds,
+            event: restored,
+        } = restore_intent(config.state_dir.as_deref(), config.reset_state, children)?;
         let (journal_id, events, store, log_next) = match &config.state_dir {
             Some(dir) => {
                 let opened = store::open(
@@ -712,27 +716,34 @@ impl ControlPlane for Supervisor {
     }
 }
 
-/// The tree to start: the config's children with what operators changed
-/// at runtime before the last stop applied again (with a state directory),
-/// each child's hold, and the event that says what was applied. A set of
-/// changes that no longer makes a valid tree with this config (a removed
-/// child others now depend on) is not applied: the config alone starts.
-#[allow(clippy::type_complexity)]
+/// The tree to start and what decided it.
+struct Restored {
+    /// Where further runtime changes are recorded (with a state directory).
+    intent: Option<IntentStore>,
+    children: ChildSet,
+    /// Children that start paused or quarantined.
+    holds: HashMap<ChildId, Hold>,
+    /// What was applied again, if anything.
+    event: Option<EventKind>,
+}
+
+/// The config's children with what operators changed at runtime before
+/// the last stop applied again (with a state directory). A set of changes
+/// that no longer makes a valid tree with this config (a removed child
+/// others now depend on) is not applied: the config alone starts.
 fn restore_intent(
     state_dir: Option<&std::path::Path>,
     reset: bool,
     children: ChildSet,
-) -> Result<
-    (
-        Option<IntentStore>,
-        ChildSet,
-        HashMap<ChildId, Hold>,
-        Option<EventKind>,
-    ),
-    StartError,
-> {
+) -> Result<Restored, StartError> {
+    let unchanged = |intent, children| Restored {
+        intent,
+        children,
+        holds: HashMap::new(),
+        event: None,
+    };
     let Some(dir) = state_dir else {
-        return Ok((None, children, HashMap::new(), None));
+        return Ok(unchanged(None, children));
     };
     let (store, intent) = IntentStore::open(dir, reset).map_err(|source| StartError::Intent {
         path: dir.join(intent::FILE_NAME),
@@ -752,13 +763,18 @@ fn restore_intent(
         })
         .collect();
     match ChildSet::new(specs) {
-        Ok(set) => Ok((Some(store), set, holds, applied.event)),
+        Ok(children) => Ok(Restored {
+            intent: Some(store),
+            children,
+            holds,
+            event: applied.event,
+        }),
         Err(error) => {
             tracing::warn!(
                 %error,
                 "runtime changes from before the restart do not fit this config: starting from the config alone"
             );
-            Ok((Some(store), config, HashMap::new(), None))
+            Ok(unchanged(Some(store), config))
         }
     }
 }
