@@ -13,7 +13,7 @@ use tracing_subscriber::EnvFilter;
 use super::{EXIT_FAILED, EXIT_USAGE, LogFormat};
 use crate::config::{Config, StateDir};
 use crate::control::ControlPlane;
-use crate::engine::{EngineConfig, Supervisor};
+use crate::engine::{EngineConfig, StartError, Supervisor};
 use crate::gateway::{self, GatewayOptions, Limits};
 use crate::security::Security;
 use crate::transport::legacy::LegacyOptions;
@@ -148,6 +148,13 @@ async fn serve(config: Config, flags: Flags) -> ExitCode {
         Ok(supervisor) => supervisor,
         Err(error) => {
             eprintln!("error: {error}");
+            if matches!(error, StartError::Journal(_) | StartError::Intent { .. }) {
+                eprintln!(
+                    "hint: the state directory must be writable by this user; \
+                     `--state-dir PATH` picks another, `--ephemeral` keeps nothing \
+                     (no journal across restarts, no runtime changes kept)"
+                );
+            }
             return ExitCode::from(EXIT_FAILED);
         }
     };

@@ -437,3 +437,29 @@ async fn log_sequences_continue_across_a_restart_without_log_files() {
     assert!(next > last, "log sequence {next} after {last}");
     second.shutdown().await;
 }
+
+/// A state directory whose journal cannot be opened stops `sgw serve` with
+/// the path and the cause, and says what to do about it.
+#[test]
+fn an_unusable_journal_names_its_path_and_the_way_out() {
+    use crate::cli_support::{TWO_CHILDREN, sgw};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state");
+    // A directory where the journal file should be: SQLite cannot open it.
+    std::fs::create_dir_all(state.join("journal.sqlite3")).expect("blocker");
+    let config = dir.path().join("sgw.toml");
+    std::fs::write(&config, TWO_CHILDREN).expect("config");
+    let output = sgw(&[
+        "serve",
+        "--config",
+        config.to_str().expect("utf-8"),
+        "--socket",
+        dir.path().join("sgw.sock").to_str().expect("utf-8"),
+        "--state-dir",
+        state.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("journal.sqlite3"), "{stderr}");
+    assert!(stderr.contains("--ephemeral"), "{stderr}");
+}
