@@ -84,7 +84,18 @@ pub struct Containment {
 #[derive(Debug, Default)]
 struct UsageCache {
     taken: Option<Instant>,
-    readings: HashMap<(ChildId, u64), ResourceUsage>,
+    /// Per child, the generation read and its usage.
+    readings: Readings,
+}
+
+type Readings = HashMap<ChildId, (u64, ResourceUsage)>;
+
+/// The reading for `record`'s current run, if `readings` has one.
+fn reading_of(readings: &Readings, record: &ChildRecord) -> Option<ResourceUsage> {
+    readings
+        .get(&record.id)
+        .filter(|(generation, _)| *generation == record.generation)
+        .map(|(_, usage)| *usage)
 }
 
 impl Containment {
@@ -238,17 +249,15 @@ impl Containment {
             // in a crash storm nearly every call sees a new generation,
             // and re-reading every child each time would put the whole
             // measurement on every call.
-            let missing = records.iter().filter(|r| {
-                r.pid.is_some() && !cache.readings.contains_key(&(r.id.clone(), r.generation))
-            });
+            let missing = records
+                .iter()
+                .filter(|r| r.pid.is_some() && reading_of(&cache.readings, r).is_none());
             self.read_usage(missing)
         };
-        for record in records {
-            let key = (record.id.clone(), record.generation);
-            record.usage = record
-                .pid
-                .and_then(|_| readings.get(&key).or_else(|| cache.readings.get(&key)))
-                .copied();
+        for record in records.iter_mut() {
+            record.usage = record.pid.and_then(|_| {
+                reading_of(&readings, record).or_else(|| reading_of(&cache.readings, record))
+            });
         }
         // A run caught between fork and exec (not yet in its cgroup, or
         // mid-exec with no memory mapped) is shown as read but not kept:
@@ -256,14 +265,14 @@ impl Containment {
         cache.readings.extend(
             readings
                 .into_iter()
-                .filter(|(_, usage)| usage.processes > 0 && usage.memory_bytes > 0),
+                .filter(|(_, (_, usage))| usage.processes > 0 && usage.memory_bytes > 0),
         );
     }
 
     fn read_usage<'a>(
         &self,
         records: impl Iterator<Item = &'a ChildRecord>,
-    ) -> HashMap<(ChildId, u64), ResourceUsage> {
+    ) -> Readings {
         let live: Vec<&ChildRecord> = records.filter(|r| r.pid.is_some()).collect();
         if live.is_empty() {
             return HashMap::new();
@@ -280,7 +289,7 @@ impl Containment {
                     Unit::Cgroup(cgroup) => cgroup.usage(),
                     Unit::Group(group) => group.usage(&snapshot),
                 };
-                Some(((record.id.clone(), record.generation), usage))
+                Some((record.id.clone(), (record.generation, usage)))
             })
             .collect()
     }
