@@ -269,10 +269,7 @@ impl Containment {
         );
     }
 
-    fn read_usage<'a>(
-        &self,
-        records: impl Iterator<Item = &'a ChildRecord>,
-    ) -> Readings {
+    fn read_usage<'a>(&self, records: impl Iterator<Item = &'a ChildRecord>) -> Readings {
         let live: Vec<&ChildRecord> = records.filter(|r| r.pid.is_some()).collect();
         if live.is_empty() {
             return HashMap::new();

@@ -346,20 +346,12 @@ mod tests {
     use std::time::SystemTime;
 
     use super::*;
-    use crate::model::LogStream;
 
     fn record(sequence: u64, text: &str) -> Arc<Record<LogLine>> {
         Arc::new(Record {
             sequence,
             time: SystemTime::now(),
-            body: LogLine {
-                child_id: ChildId::new("web").expect("id"),
-                generation: 1,
-                stream: LogStream::Stdout,
-                text: text.to_owned(),
-                truncated: false,
-                suppressed: 0,
-            },
+            body: super::super::test_line("web", text),
         })
     }
 

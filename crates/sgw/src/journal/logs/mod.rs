@@ -345,23 +345,25 @@ impl LogJournal {
     }
 }
 
+/// A stdout line of generation 1, for the tests of this module's parts.
+#[cfg(test)]
+fn test_line(child: &str, text: &str) -> LogLine {
+    LogLine {
+        child_id: ChildId::new(child).expect("id"),
+        generation: 1,
+        stream: crate::model::LogStream::Stdout,
+        text: text.to_owned(),
+        truncated: false,
+        suppressed: 0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::store::LINE_OVERHEAD;
+    use super::test_line as line;
     use super::*;
     use crate::journal::{Gap, GapReason, Item};
-    use crate::model::LogStream;
-
-    fn line(child: &str, text: &str) -> LogLine {
-        LogLine {
-            child_id: ChildId::new(child).expect("id"),
-            generation: 1,
-            stream: LogStream::Stdout,
-            text: text.to_owned(),
-            truncated: false,
-            suppressed: 0,
-        }
-    }
 
     fn drain(sub: &mut LogSubscription) -> Vec<Item<LogLine>> {
         std::iter::from_fn(|| sub.try_next()).collect()

@@ -176,19 +176,8 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_line as line;
     use super::*;
-    use crate::model::LogStream;
-
-    fn line(child: &str, text: &str) -> LogLine {
-        LogLine {
-            child_id: ChildId::new(child).expect("id"),
-            generation: 1,
-            stream: LogStream::Stdout,
-            text: text.to_owned(),
-            truncated: false,
-            suppressed: 0,
-        }
-    }
 
     /// A flooder over its byte bound loses only its own oldest lines; the
     /// quiet child's lines all stay and it has lost nothing.
