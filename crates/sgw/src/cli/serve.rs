@@ -11,8 +11,8 @@ use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::EnvFilter;
 
 use super::{EXIT_FAILED, EXIT_USAGE, LogFormat};
-use crate::config::{Config, StateDir};
-use crate::control::ControlPlane;
+use crate::config::{Config, ConfigFile, StateDir};
+use crate::control::{Command, CommandMeta, CommandRequest, ConfigSource, ControlPlane};
 use crate::engine::{EngineConfig, StartError, Supervisor};
 use crate::gateway::{self, GatewayOptions, Limits};
 use crate::security::Security;
@@ -50,18 +50,25 @@ pub struct Flags {
 
 pub fn run(config: Option<PathBuf>, flags: Flags, log_format: LogFormat) -> ExitCode {
     let _log_writer = init_tracing(log_format);
-    let config = match config {
-        Some(path) => Config::load(&path),
+    let loaded = match &config {
+        Some(path) => Config::load(path),
         None => Config::demo(),
     };
-    let config = match config {
-        Ok(config) => config,
+    let loaded = match loaded {
+        Ok(loaded) => loaded,
         Err(error) => {
             eprintln!("error: {error}");
             return ExitCode::from(EXIT_USAGE);
         }
     };
     for warning in &config.warnings {
+    // What a reload compares the file with. The built-in demo has no file
+    // to read again, so it cannot be reloaded.
+    let source = config.map(|path| {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        Arc::new(ConfigFile::new(path, &text)) as Arc<dyn ConfigSource>
+    });
+    let config = loaded;
         tracing::warn!("{warning}");
     }
     raise_fd_limit();
@@ -75,7 +82,41 @@ pub fn run(config: Option<PathBuf>, flags: Flags, log_format: LogFormat) -> Exit
             return ExitCode::from(EXIT_FAILED);
         }
     };
-    runtime.block_on(serve(config, flags))
+    runtime.block_on(serve(config, source, flags))
+}
+
+/// SIGHUP: reload the configuration file, as `sgw reload --yes` would.
+/// Whoever can signal sgw owns it, so removals need no further
+/// confirmation. The plan and the outcome are logged (and journaled like
+/// any reload); an invalid file changes nothing and says why.
+async fn reload_on_signal(supervisor: &Supervisor) {
+    let change = match supervisor.plan_reload().await {
+        Ok(change) => change,
+        Err(error) => {
+            tracing::error!("SIGHUP: reload refused: {error}");
+            return;
+        }
+    };
+    for setting in &change.plan.not_applied {
+        tracing::warn!("SIGHUP: not applied: {setting}");
+    }
+    let meta = CommandMeta {
+        request_id: String::new(),
+        requested_by: "SIGHUP".to_owned(),
+        reason: "configuration reload on SIGHUP".to_owned(),
+        confirm: true,
+    };
+    let request = match CommandRequest::new(Command::Reload(Box::new(change)), meta) {
+        Ok(request) => request,
+        Err(error) => {
+            tracing::error!("SIGHUP: reload refused: {error}");
+            return;
+        }
+    };
+    match supervisor.execute(request).await {
+        Ok(report) => tracing::info!("SIGHUP: configuration reloaded: {}", report.outcome),
+        Err(error) => tracing::error!("SIGHUP: reload failed: {error}"),
+    }
 }
 
 /// A server holding one descriptor per connection should not stop at the
@@ -89,7 +130,7 @@ fn raise_fd_limit() {
     }
 }
 
-async fn serve(config: Config, flags: Flags) -> ExitCode {
+async fn serve(config: Config, source: Option<Arc<dyn ConfigSource>>, flags: Flags) -> ExitCode {
     let socket = match config.socket_path(flags.socket) {
         Ok(socket) => socket,
         Err(error) => {
@@ -143,6 +184,7 @@ async fn serve(config: Config, flags: Flags) -> ExitCode {
         adopt_orphans: true,
         reset_state: flags.reset_state,
         ..config.engine_config(state_dir)
+        signal(SignalKind::hangup()),
     };
     let supervisor = match Supervisor::start(engine, config.children.clone()) {
         Ok(supervisor) => supervisor,
@@ -152,6 +194,7 @@ async fn serve(config: Config, flags: Flags) -> ExitCode {
                 eprintln!(
                     "hint: the state directory must be writable by this user; \
                      `--state-dir PATH` picks another, `--ephemeral` keeps nothing \
+        config_source: source,
                      (no journal across restarts, no runtime changes kept)"
                 );
             }
@@ -160,7 +203,7 @@ async fn serve(config: Config, flags: Flags) -> ExitCode {
     };
     let limits = Limits::from_config(&config.gateway);
     let stopping = CancellationToken::new();
-    let options = GatewayOptions {
+    let mut options = GatewayOptions {
         limits,
         legacy,
         security: Arc::new(Security::new(config.security.clone())),

@@ -7,6 +7,7 @@ mod demo;
 mod gateway;
 mod registration;
 mod security;
+mod reload;
 mod socket;
 mod supervisor;
 
@@ -21,6 +22,7 @@ pub use gateway::{GatewayConfig, JournalConfig, LegacyMode};
 pub use registration::RegistrationConfig;
 pub use security::{
     AddChildConfig, AuditConfig, AuditFailure, IdempotencyConfig, Principals, RateLimitConfig,
+pub use reload::ConfigFile;
     SecurityConfig,
 };
 pub use socket::{BindMode, SocketMode, SocketSettingError, default_socket_path};
@@ -220,6 +222,7 @@ impl Config {
     /// The state directory to use: none with `--ephemeral`; else
     /// `--state-dir` (or `$SGW_STATE_DIR`, which clap reads into `flag`;
     /// empty means none) made absolute against the current directory;
+            config_source: None,
     /// else `[supervisor] state_dir` (`""`: none); else
     /// [`default_state_dir`] for the target.
     pub fn state_dir(

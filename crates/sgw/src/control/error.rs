@@ -49,6 +49,18 @@ pub enum ControlError {
     #[error("the supervisor is shutting down")]
     ShuttingDown,
 
+    /// The configuration read for a reload is invalid; nothing changed.
+    #[error("invalid configuration, nothing changed: {message}")]
+    InvalidConfig { message: String },
+
+    /// The tree changed between a plan and its application.
+    #[error("the tree changed since the plan was made ({why}); nothing changed, ask again")]
+    PlanOutdated { why: String },
+
+    /// This control plane does not offer the operation.
+    #[error("this supervisor does not support {what}")]
+    Unsupported { what: &'static str },
+
     /// A bug: a task panicked or an invariant broke. Reported, not hidden.
     #[error("internal error: {message}")]
     Internal { message: String },
@@ -91,6 +103,9 @@ impl ControlError {
             ControlError::HasDependents { .. } => "has_dependents",
             ControlError::SpawnFailed { .. } => "spawn_failed",
             ControlError::ShuttingDown => "shutting_down",
+            ControlError::InvalidConfig { .. } => "invalid_config",
+            ControlError::PlanOutdated { .. } => "plan_outdated",
+            ControlError::Unsupported { .. } => "unsupported",
             ControlError::Internal { .. } => "internal",
             ControlError::Denied(denial) => denial.code(),
         }
@@ -100,7 +115,9 @@ impl ControlError {
     /// protocols use (gRPC `RetryInfo`, legacy `retryable`).
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            ControlError::ShuttingDown => Some(DEFAULT_RETRY_AFTER),
+            ControlError::ShuttingDown | ControlError::PlanOutdated { .. } => {
+                Some(DEFAULT_RETRY_AFTER)
+            }
             ControlError::Denied(denial) => denial.retry_after(),
             ControlError::NotFound { .. }
             | ControlError::AlreadyExists { .. }
@@ -110,6 +127,8 @@ impl ControlError {
             | ControlError::ForbiddenInState { .. }
             | ControlError::HasDependents { .. }
             | ControlError::SpawnFailed { .. }
+            | ControlError::InvalidConfig { .. }
+            | ControlError::Unsupported { .. }
             | ControlError::Internal { .. } => None,
         }
     }

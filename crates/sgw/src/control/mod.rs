@@ -5,6 +5,7 @@
 mod caller;
 mod denial;
 mod error;
+mod plan;
 mod request;
 
 use std::future::Future;
@@ -13,6 +14,7 @@ use std::time::SystemTime;
 pub use caller::{Caller, process_start_time};
 pub use denial::Denial;
 pub use error::{ControlError, DEFAULT_RETRY_AFTER};
+pub use plan::{ConfigSource, Reloaded, TreeChange};
 pub use request::{Command, CommandMeta, CommandRequest};
 
 use crate::journal::{EventJournal, LogJournal};
@@ -81,6 +83,32 @@ pub trait ControlPlane: Send + Sync + 'static {
         &self,
         request: CommandRequest,
     ) -> impl Future<Output = Result<CommandReport, ControlError>> + Send;
+
+    /// Works out what reloading the configuration would change, changing
+    /// nothing; `Command::Reload` applies it. A control plane without a
+    /// configuration to read again does not support reloads.
+    fn plan_reload(&self) -> impl Future<Output = Result<TreeChange, ControlError>> + Send {
+        async {
+            Err(ControlError::Unsupported {
+                what: "reloading the configuration",
+            })
+        }
+    }
+
+    /// Works out which instances of `group` to add or remove so that
+    /// `instances` run; `Command::Scale` applies it.
+    fn plan_scale(
+        &self,
+        group: &ChildId,
+        instances: u32,
+    ) -> impl Future<Output = Result<TreeChange, ControlError>> + Send {
+        let _ = (group, instances);
+        async {
+            Err(ControlError::Unsupported {
+                what: "scaling instance groups",
+            })
+        }
+    }
 
     fn events(&self) -> &EventJournal;
 

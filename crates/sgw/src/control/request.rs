@@ -1,5 +1,7 @@
 use crate::model::{ChildId, ChildSpec, CommandKind};
 
+use super::TreeChange;
+
 use super::ControlError;
 
 /// A command and its target.
@@ -12,6 +14,14 @@ pub enum Command {
     Remove(ChildId),
     Add(Box<ChildSpec>),
     Shutdown,
+    /// Apply a reload's plan (made by `ControlPlane::plan_reload`).
+    Reload(Box<TreeChange>),
+    /// Apply a scale's plan (made by `ControlPlane::plan_scale`).
+    Scale {
+        group: ChildId,
+        instances: u32,
+        change: Box<TreeChange>,
+    },
 }
 
 impl Command {
@@ -24,6 +34,19 @@ impl Command {
             Command::Remove(_) => CommandKind::RemoveChild,
             Command::Add(_) => CommandKind::AddChild,
             Command::Shutdown => CommandKind::ShutdownTree,
+            Command::Reload(_) => CommandKind::ReloadConfig,
+            Command::Scale { .. } => CommandKind::ScaleChild,
+        }
+    }
+
+    /// Whether the caller must confirm (and hold the destructive class):
+    /// remove and shutdown always, a reload or scale when it removes.
+    pub fn is_destructive(&self) -> bool {
+        match self {
+            Command::Reload(change) | Command::Scale { change, .. } => {
+                !change.plan.remove.is_empty()
+            }
+            other => other.kind().is_destructive(),
         }
     }
 
@@ -36,7 +59,8 @@ impl Command {
             | Command::Quarantine(id)
             | Command::Remove(id) => Some(id),
             Command::Add(spec) => Some(&spec.id),
-            Command::Shutdown => None,
+            Command::Scale { group, .. } => Some(group),
+            Command::Shutdown | Command::Reload(_) => None,
         }
     }
 }
@@ -64,7 +88,7 @@ pub struct CommandRequest {
 impl CommandRequest {
     pub fn new(command: Command, meta: CommandMeta) -> Result<Self, ControlError> {
         let kind = command.kind();
-        if kind.is_destructive() && !meta.confirm {
+        if command.is_destructive() && !meta.confirm {
             return Err(ControlError::ConfirmationRequired { command: kind });
         }
         if let Command::Add(spec) = &command {

@@ -24,7 +24,7 @@ use crate::model::{
 };
 
 /// What a command asks of the owner task.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(super) enum Op {
     Restart,
     Pause,
@@ -35,6 +35,13 @@ pub(super) enum Op {
     /// Stop and end the task; part of a tree shutdown.
     Shutdown,
 }
+    /// Take a new spec (a reload); `restart`: the running process must be
+    /// replaced for it, else the change applies as it is.
+    Update {
+        spec: Arc<ChildSpec>,
+        changed: Vec<String>,
+        restart: bool,
+    },
 
 /// The detail of a child that does not start by itself.
 const AUTOSTART_OFF: &str = "autostart = false: waiting for resume or restart";
@@ -181,13 +188,14 @@ impl ChildTask {
                     };
                     let result = self.handle(op).await;
                     let _ = reply.send(result.map(|outcome| (outcome, self.record.borrow().clone())));
-                    if matches!(op, Op::Remove | Op::Shutdown) {
+                    if ends {
                         return;
                     }
                 }
                 wake = next_wake(&mut self.phase, &self.spec, self.tracker.attempts(), &self.ctx.pacer) => {
                     self.on_wake(wake).await;
                 }
+                    let ends = matches!(op, Op::Remove | Op::Shutdown);
             }
         }
     }
@@ -265,9 +273,57 @@ impl ChildTask {
         match &self.phase {
             Phase::Up { process, .. } => Ok(format!(
                 "{done} (generation {}, pid {})",
+            Op::Update {
+                spec,
+                changed,
+                restart,
+            } => Ok(self.update(spec, changed, restart).await),
                 self.generation,
                 process.pid()
             )),
+    /// Takes a new spec. A held child (paused, quarantined, stopped) stays
+    /// held and keeps its hold across restarts of sgw under the new spec;
+    /// a child that runs or is about to is restarted when the change needs
+    /// a new process.
+    async fn update(
+        &mut self,
+        spec: Arc<ChildSpec>,
+        changed: Vec<String>,
+        restart: bool,
+    ) -> String {
+        self.spec = spec;
+        let hold = match self.phase {
+            Phase::Paused => Some(Hold::Paused),
+            Phase::Quarantined => Some(Hold::Quarantined),
+            _ => None,
+        };
+        let active = matches!(
+            self.phase,
+            Phase::Up { .. } | Phase::Backoff { .. } | Phase::WaitingForDependencies(_)
+        );
+        let restarted = restart && active;
+        self.emit(EventKind::ChildUpdated { changed, restarted });
+        if hold.is_some() {
+            self.remember(hold);
+        }
+        if restarted {
+            self.stop_process().await;
+            self.tracker.reset_all();
+            self.restart_count += 1;
+            self.detail.clear();
+            self.start().await;
+            return match self.spawn_outcome("updated and restarted") {
+                Ok(outcome)
+                | Err(ControlError::SpawnFailed {
+                    message: outcome, ..
+                }) => outcome,
+                Err(error) => error.to_string(),
+            };
+        }
+        self.touch();
+        "updated".to_owned()
+    }
+
             Phase::WaitingForDependencies(_) => Ok(format!("{done}; waiting for dependencies")),
             _ => Err(ControlError::SpawnFailed {
                 id: self.spec.id.clone(),
@@ -429,6 +485,7 @@ impl ChildTask {
                     until,
                     until_wall: SystemTime::now() + delay,
                 });
+            &watch.env(),
                 self.emit(EventKind::RestartScheduled { attempt, delay });
             }
             Decision::Stop => self.set_phase(Phase::Stopped),

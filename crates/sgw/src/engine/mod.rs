@@ -2,6 +2,7 @@
 //! them, and the [`ControlPlane`] implementation the transports call.
 
 mod capture;
+mod change;
 mod child;
 pub mod containment;
 mod dependencies;
@@ -26,8 +27,8 @@ pub use policy::backoff_delay;
 pub use topology::{ChildSet, SetError, SetWarning};
 
 use crate::control::{
-    Command, CommandMeta, CommandReport, CommandRequest, ControlError, ControlPlane, StateSnapshot,
-    TargetInfo,
+    Command, CommandMeta, CommandReport, CommandRequest, ConfigSource, ControlError, ControlPlane,
+    StateSnapshot, TargetInfo, TreeChange,
 };
 use crate::journal::store::{self, EventStore, StoreConfig, StoreError, SyncPolicy};
 use crate::journal::{EventJournal, LogJournal};
@@ -74,6 +75,9 @@ pub struct EngineConfig {
     /// (`sgw serve --reset-state`): start from the config alone.
     pub reset_state: bool,
 }
+    /// Where a reload reads the configuration again; `None`: reloads are
+    /// not supported.
+    pub config_source: Option<Arc<dyn ConfigSource>>,
 
 /// The event journal on disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,6 +127,7 @@ impl Default for EngineConfig {
             journal: JournalSettings::default(),
             reset_state: false,
         }
+            config_source: None,
     }
 }
 
@@ -140,6 +145,9 @@ struct Registry {
     /// Children whose removal is under way: nothing new may depend on them.
     removing: HashSet<ChildId>,
 }
+    /// The configuration last applied (at start or by a reload): what a
+    /// reload compares the file with, and the templates a scale uses.
+    config: ChildSet,
 
 impl Registry {
     fn known(&self) -> Vec<ChildId> {
@@ -186,6 +194,7 @@ pub(crate) struct Context {
     /// Runtime decisions kept across restarts (with a state directory).
     intent: Option<IntentStore>,
 }
+    config_source: Option<Arc<dyn ConfigSource>>,
 
 impl Context {
     fn read(&self) -> RwLockReadGuard<'_, Registry> {
@@ -237,6 +246,7 @@ impl Supervisor {
         tracing::info!(containment = %containment.info(), "children are contained");
         let leftovers = containment.take_leftovers();
         let Restored {
+        let config_children = children.clone();
             intent,
             children,
             mut holds,
@@ -288,7 +298,13 @@ impl Supervisor {
                 target_id: config.target_id,
                 display_name: config.display_name,
                 server_version: env!("CARGO_PKG_VERSION").to_owned(),
-                supported_commands: CommandKind::ALL.to_vec(),
+                // Without a file to read again there is no reload to offer.
+                supported_commands: CommandKind::ALL
+                    .into_iter()
+                    .filter(|kind| {
+                        *kind != CommandKind::ReloadConfig || config.config_source.is_some()
+                    })
+                    .collect(),
                 containment: containment.info().clone(),
                 journal_id,
             },
@@ -307,6 +323,7 @@ impl Supervisor {
             store,
             intent,
         });
+            config_source: config.config_source,
         for event in leftovers {
             if let EventKind::LeftoverKilled {
                 processes,
@@ -336,6 +353,7 @@ impl Supervisor {
         let supervisor = Self { ctx };
         let mut registry = supervisor.ctx.write();
         for spec in children.into_specs() {
+        registry.config = config_children;
             let hold = holds.remove(&spec.id);
             supervisor.insert(&mut registry, spec, hold);
         }
@@ -427,7 +445,8 @@ impl Supervisor {
                     });
                 }
             }
-            Command::Shutdown => {}
+            // Checked against the tree when applied, under the tree lock.
+            Command::Shutdown | Command::Reload(_) | Command::Scale { .. } => {}
             Command::Restart(id)
             | Command::Pause(id)
             | Command::Resume(id)
@@ -470,30 +489,17 @@ impl Supervisor {
             Command::Remove(id) => {
                 let _tree = self.ctx.tree_lock.lock().await;
                 self.admit(&Command::Remove(id.clone()))?;
-                self.ctx.write().removing.insert(id.clone());
-                let result = self.ask(&id, Op::Remove).await;
-                let handle = {
-                    let mut registry = self.ctx.write();
-                    registry.removing.remove(&id);
-                    if result.is_ok() {
-                        registry.order.retain(|other| *other != id);
-                        registry.children.remove(&id)
-                    } else {
-                        None
-                    }
-                };
-                if let Some(handle) = handle {
-                    if let Some(intent) = &self.ctx.intent {
-                        let spec = Arc::clone(&handle.record.borrow().spec);
-                        intent.record(Change::Removed(spec));
-                    }
-                    let _ = handle.task.await;
-                    self.ctx.containment.forget(&id);
-                    self.ctx.state_changed();
-                }
-                result.map(|(outcome, _)| (outcome, None))
+                self.remove_child(&id).await.map(|outcome| (outcome, None))
             }
             Command::Shutdown => self.shutdown_tree().await.map(|outcome| (outcome, None)),
+            Command::Reload(change) => self
+                .apply_change(CommandKind::ReloadConfig, *change)
+                .await
+                .map(|outcome| (outcome, None)),
+            Command::Scale { change, .. } => self
+                .apply_change(CommandKind::ScaleChild, *change)
+                .await
+                .map(|outcome| (outcome, None)),
             Command::Restart(id) => self.child_command(&id, Op::Restart).await,
             Command::Pause(id) => self.child_command(&id, Op::Pause).await,
             Command::Resume(id) => self.child_command(&id, Op::Resume).await,
@@ -502,6 +508,142 @@ impl Supervisor {
     }
 
     /// A command carried out by the child's own task.
+    /// Stops and forgets a child; the caller holds the tree lock. The
+    /// removal is recorded, so a restart of sgw does not bring the child
+    /// back from the config.
+    async fn remove_child(&self, id: &ChildId) -> Result<String, ControlError> {
+        self.ctx.write().removing.insert(id.clone());
+        let result = self.ask(id, Op::Remove).await;
+        let handle = {
+            let mut registry = self.ctx.write();
+            registry.removing.remove(id);
+            if result.is_ok() {
+                registry.order.retain(|other| other != id);
+                registry.children.remove(id)
+            } else {
+                None
+            }
+        };
+        if let Some(handle) = handle {
+            if let Some(intent) = &self.ctx.intent {
+                let spec = Arc::clone(&handle.record.borrow().spec);
+                intent.record(Change::Removed(spec));
+            }
+            let _ = handle.task.await;
+            self.ctx.containment.forget(id);
+            self.ctx.state_changed();
+        }
+        result.map(|(outcome, _)| outcome)
+    }
+
+    /// The running children's specs, in registry order.
+    fn running_specs(&self) -> Vec<Arc<ChildSpec>> {
+        let registry = self.ctx.read();
+        registry
+            .order
+            .iter()
+            .filter_map(|id| registry.children.get(id))
+            .map(|h| Arc::clone(&h.record.borrow().spec))
+            .collect()
+    }
+
+    /// Applies a reload's or scale's plan: adds (in start order), then
+    /// updates (in parallel), then removals (dependents first). The plan is
+    /// checked against the tree first, under the tree lock, so a tree that
+    /// changed since it was made is refused rather than half-applied.
+    async fn apply_change(
+        &self,
+        kind: CommandKind,
+        change: TreeChange,
+    ) -> Result<String, ControlError> {
+        let _tree = self.ctx.tree_lock.lock().await;
+        {
+            let registry = self.ctx.read();
+            let outdated = |why: String| Err(ControlError::PlanOutdated { why });
+            if let Some(spec) = change
+                .add
+                .iter()
+                .find(|s| registry.children.contains_key(&s.id))
+            {
+                return outdated(format!("{} exists now", spec.id));
+            }
+            if let Some(id) = change
+                .plan
+                .remove
+                .iter()
+                .chain(change.update.iter().map(|s| &s.id))
+                .find(|id| !registry.children.contains_key(*id))
+            {
+                return outdated(format!("{id} is gone"));
+            }
+        }
+        let TreeChange {
+            plan,
+            add,
+            update,
+            config,
+        } = change;
+        tracing::info!(command = %kind, plan = %plan.summary(), "applying a change of the tree");
+        self.ctx
+            .events
+            .publish(Event::tree(EventKind::ChangePlanned {
+                command: kind,
+                plan: plan.clone(),
+            }));
+        {
+            let mut registry = self.ctx.write();
+            for spec in add {
+                if let Some(intent) = &self.ctx.intent {
+                    // A scale beyond the file's count is a runtime change to
+                    // keep; a child the file declares needs no record (and
+                    // an old removal of it no longer applies).
+                    let declared = registry.config.specs().iter().any(|s| s.id == spec.id)
+                        || config
+                            .as_ref()
+                            .is_some_and(|c| c.specs().iter().any(|s| s.id == spec.id));
+                    intent.record(if declared {
+                        Change::Forget(spec.id.to_string())
+                    } else {
+                        Change::Added(Arc::new(spec.clone()))
+                    });
+                }
+                self.insert(&mut registry, spec, None);
+            }
+        }
+        let updates = plan.update.iter().zip(update).map(|(step, spec)| {
+            self.ask(
+                &step.id,
+                Op::Update {
+                    spec: Arc::new(spec),
+                    changed: step.changed.clone(),
+                    restart: step.restart,
+                },
+            )
+        });
+        let mut failures = Vec::new();
+        for result in futures_util::future::join_all(updates).await {
+            if let Err(error) = result {
+                failures.push(error.to_string());
+            }
+        }
+        for id in &plan.remove {
+            if let Err(error) = self.remove_child(id).await {
+                failures.push(error.to_string());
+            }
+        }
+        if let Some(config) = config {
+            self.ctx.write().config = config;
+        }
+        self.ctx.state_changed();
+        if failures.is_empty() {
+            Ok(plan.summary())
+        } else {
+            Err(ControlError::Internal {
+                message: format!("{} ({})", plan.summary(), failures.join("; ")),
+            })
+        }
+    }
+
     async fn child_command(
         &self,
         id: &ChildId,
@@ -704,6 +846,34 @@ impl ControlPlane for Supervisor {
     }
 
     fn events(&self) -> &EventJournal {
+    async fn plan_reload(&self) -> Result<TreeChange, ControlError> {
+        let Some(source) = self.ctx.config_source.clone() else {
+            return Err(ControlError::Unsupported {
+                what: "reloading the configuration (no configuration file)",
+            });
+        };
+        // Reading and parsing the file is blocking work.
+        let reloaded = tokio::task::spawn_blocking(move || source.load())
+            .await
+            .map_err(|error| ControlError::Internal {
+                message: format!("reading the configuration: {error}"),
+            })?
+            .map_err(|message| ControlError::InvalidConfig { message })?;
+        let running = self.running_specs();
+        let old = self.ctx.read().config.clone();
+        change::reload(&running, &old, reloaded.children, reloaded.not_applied)
+    }
+
+    async fn plan_scale(
+        &self,
+        group: &ChildId,
+        instances: u32,
+    ) -> Result<TreeChange, ControlError> {
+        let running = self.running_specs();
+        let config = self.ctx.read().config.clone();
+        change::scale(&running, &config, group, instances)
+    }
+
         &self.ctx.events
     }
 
@@ -762,7 +932,7 @@ fn restore_intent(
             spec
         })
         .collect();
-    match ChildSet::new(specs) {
+    match ChildSet::new(specs).map(|set| set.with_groups(config.groups().clone())) {
         Ok(children) => Ok(Restored {
             intent: Some(store),
             children,

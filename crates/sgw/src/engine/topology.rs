@@ -1,13 +1,17 @@
 //! Dependency order: which children start first, which stop first.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use crate::model::{ChildId, ChildSpec, SpecError};
 
-/// Declaration-ordered children whose dependencies exist and form no cycle.
-#[derive(Debug, Clone, Default)]
+/// Declaration-ordered children whose dependencies exist and form no cycle,
+/// with `instances = N` tables expanded to their instances.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ChildSet {
     specs: Vec<ChildSpec>,
+    /// The `instances = N` tables by id (the group), kept as written: a
+    /// scale makes more instances from them.
+    groups: BTreeMap<ChildId, ChildSpec>,
 }
 
 /// A rule broken by the child at `index` (in declaration order).
@@ -26,43 +30,114 @@ pub struct SetWarning {
 }
 
 impl ChildSet {
+    /// Validates and expands `specs` (declaration order). Error indexes
+    /// are those of `specs`: an instance's problem is its table's.
     pub fn new(specs: Vec<ChildSpec>) -> Result<Self, SetError> {
-        let mut index_of = HashMap::new();
-        for (index, spec) in specs.iter().enumerate() {
+        let mut expanded = Vec::with_capacity(specs.len());
+        // For each expanded spec, the index of the table it came from.
+        let mut origin = Vec::with_capacity(specs.len());
+        let mut from_group = Vec::with_capacity(specs.len());
+        let mut groups = BTreeMap::new();
+        for (index, spec) in specs.into_iter().enumerate() {
             spec.validate().map_err(|error| SetError { index, error })?;
-            if index_of.insert(spec.id.clone(), index).is_some() {
-                return Err(SetError {
-                    index,
-                    error: SpecError::new("id", format!("duplicate child id {}", spec.id)),
-                });
+            match spec.instances {
+                None => {
+                    expanded.push(spec);
+                    origin.push(index);
+                    from_group.push(false);
+                }
+                Some(count) => {
+                    for k in 0..count {
+                        expanded.push(
+                            spec.instance(k)
+                                .map_err(|error| SetError { index, error })?,
+                        );
+                        origin.push(index);
+                        from_group.push(true);
+                    }
+                    groups.insert(spec.id.clone(), spec);
+                }
             }
         }
-        for (index, spec) in specs.iter().enumerate() {
+        let at = |i: usize, error: SpecError| SetError {
+            index: origin.get(i).copied().unwrap_or(i),
+            error,
+        };
+        let mut index_of = HashMap::new();
+        for (index, spec) in expanded.iter().enumerate() {
+            if index_of.insert(spec.id.clone(), index).is_some() {
+                return Err(at(
+                    index,
+                    SpecError::new("id", format!("duplicate child id {}", spec.id)),
+                ));
+            }
+            if !from_group[index] && groups.contains_key(&spec.id) {
+                return Err(at(
+                    index,
+                    SpecError::new(
+                        "id",
+                        format!("{} is also the id of an instance group", spec.id),
+                    ),
+                ));
+            }
+            if !from_group[index]
+                && let Some(group) = group_of(&groups, &spec.id)
+            {
+                return Err(at(
+                    index,
+                    SpecError::new(
+                        "id",
+                        format!(
+                            "{} is named like an instance of {group} (which has instances = N)",
+                            spec.id
+                        ),
+                    ),
+                ));
+            }
+        }
+        for (index, spec) in expanded.iter().enumerate() {
             if let Some(unknown) = spec
                 .depends_on
                 .iter()
                 .find(|dep| !index_of.contains_key(*dep))
             {
-                return Err(SetError {
-                    index,
-                    error: SpecError::new("depends_on", format!("unknown child {unknown}")),
-                });
+                let message = if groups.contains_key(unknown) {
+                    format!(
+                        "{unknown} is an instance group: depend on its instances ({unknown}-0, ...)"
+                    )
+                } else {
+                    format!("unknown child {unknown}")
+                };
+                return Err(at(index, SpecError::new("depends_on", message)));
             }
         }
-        let order = start_order(&specs);
-        if order.len() < specs.len() {
-            let index = (0..specs.len())
+        let order = start_order(&expanded);
+        if order.len() < expanded.len() {
+            let index = (0..expanded.len())
                 .find(|i| !order.contains(i))
                 .unwrap_or_default();
-            return Err(SetError {
+            let id = expanded[index].id.clone();
+            return Err(at(
                 index,
-                error: SpecError::new(
-                    "depends_on",
-                    format!("dependency cycle through {}", specs[index].id),
-                ),
-            });
+                SpecError::new("depends_on", format!("dependency cycle through {id}")),
+            ));
         }
-        Ok(Self { specs })
+        Ok(Self {
+            specs: expanded,
+            groups,
+        })
+    }
+
+    /// The same children with `groups` as their instance templates (the
+    /// config's, for a tree whose instances were restored at start).
+    pub fn with_groups(mut self, groups: BTreeMap<ChildId, ChildSpec>) -> Self {
+        self.groups = groups;
+        self
+    }
+
+    /// The `instances = N` tables, by group id.
+    pub fn groups(&self) -> &BTreeMap<ChildId, ChildSpec> {
+        &self.groups
     }
 
     pub fn specs(&self) -> &[ChildSpec] {
@@ -97,6 +172,28 @@ impl ChildSet {
     pub fn into_specs(self) -> Vec<ChildSpec> {
         self.specs
     }
+}
+
+/// The group `id` is an instance of (`worker` for `worker-3`), if any.
+pub fn group_of<'a, T>(groups: &'a BTreeMap<ChildId, T>, id: &ChildId) -> Option<&'a ChildId> {
+    instance_of(groups, id).map(|(group, _)| group)
+}
+
+/// The group and index of instance `id` (`worker`, 3 for `worker-3`).
+pub fn instance_of<'a, T>(
+    groups: &'a BTreeMap<ChildId, T>,
+    id: &ChildId,
+) -> Option<(&'a ChildId, u32)> {
+    let (prefix, number) = id.as_str().rsplit_once('-')?;
+    // `worker-03` is not instance 3: only the canonical spelling counts.
+    if number.is_empty() || (number.len() > 1 && number.starts_with('0')) {
+        return None;
+    }
+    let index = number.parse().ok()?;
+    let prefix = ChildId::new(prefix).ok()?;
+    groups
+        .get_key_value(&prefix)
+        .map(|(group, _)| (group, index))
 }
 
 /// Indexes of `specs` in an order where every child comes after its

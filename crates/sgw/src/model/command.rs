@@ -13,10 +13,26 @@ pub enum CommandKind {
     RemoveChild,
     AddChild,
     ShutdownTree,
+    ReloadConfig,
+    ScaleChild,
 }
 
 impl CommandKind {
-    pub const ALL: [CommandKind; 7] = [
+    pub const ALL: [CommandKind; 9] = [
+        CommandKind::RestartChild,
+        CommandKind::PauseChild,
+        CommandKind::ResumeChild,
+        CommandKind::QuarantineChild,
+        CommandKind::RemoveChild,
+        CommandKind::AddChild,
+        CommandKind::ShutdownTree,
+        CommandKind::ReloadConfig,
+        CommandKind::ScaleChild,
+    ];
+
+    /// The commands the legacy protocol (`dashboard-ipc.v1`) carries: a
+    /// reload or scale exists only on gRPC.
+    pub const LEGACY: [CommandKind; 7] = [
         CommandKind::RestartChild,
         CommandKind::PauseChild,
         CommandKind::ResumeChild,
@@ -36,6 +52,8 @@ impl CommandKind {
             CommandKind::RemoveChild => "remove_child",
             CommandKind::AddChild => "add_child",
             CommandKind::ShutdownTree => "shutdown_tree",
+            CommandKind::ReloadConfig => "reload_config",
+            CommandKind::ScaleChild => "scale_child",
         }
     }
 
@@ -49,11 +67,14 @@ impl CommandKind {
             CommandKind::RemoveChild => "RemoveChild",
             CommandKind::AddChild => "AddChild",
             CommandKind::ShutdownTree => "ShutdownTree",
+            CommandKind::ReloadConfig => "ReloadConfig",
+            CommandKind::ScaleChild => "ScaleChild",
         }
     }
 
     /// Commands whose effect cannot be undone by another command; callers
-    /// must confirm them explicitly.
+    /// must confirm them explicitly. A reload or scale is destructive only
+    /// when its plan removes children (`Command::is_destructive`).
     pub fn is_destructive(self) -> bool {
         matches!(
             self,

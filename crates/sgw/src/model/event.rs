@@ -162,6 +162,18 @@ pub enum EventKind {
 pub enum EventType {
     ChildAdded,
     WaitingForDependencies,
+    /// A reload or scale worked out what to change; the steps' own events
+    /// (`ChildAdded`, `ChildUpdated`, `ChildRemoved`) follow.
+    ChangePlanned {
+        command: CommandKind,
+        plan: ChangePlan,
+    },
+    /// A reload replaced the child's spec; `restarted`: the running
+    /// process was restarted for it.
+    ChildUpdated {
+        changed: Vec<String>,
+        restarted: bool,
+    },
     ChildStarting,
     ChildRunning,
     SpawnFailed,
@@ -186,11 +198,13 @@ pub enum EventType {
 }
 
 impl EventType {
-    pub const ALL: [EventType; 23] = [
+    pub const ALL: [EventType; 26] = [
         EventType::ChildAdded,
         EventType::WaitingForDependencies,
         EventType::ChildStarting,
         EventType::ChildRunning,
+    ChangePlanned,
+    ChildUpdated,
         EventType::SpawnFailed,
         EventType::ChildExited,
         EventType::RestartScheduled,
@@ -219,6 +233,8 @@ impl EventType {
             EventType::ChildStarting => "child_starting",
             EventType::ChildRunning => "child_running",
             EventType::SpawnFailed => "spawn_failed",
+        EventType::ChangePlanned,
+        EventType::ChildUpdated,
             EventType::ChildExited => "child_exited",
             EventType::RestartScheduled => "restart_scheduled",
             EventType::ChildStopping => "child_stopping",
@@ -247,6 +263,8 @@ impl EventType {
 
 /// How loudly a dashboard should show an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+            EventType::ChangePlanned => "change_planned",
+            EventType::ChildUpdated => "child_updated",
 pub enum Severity {
     Info,
     Warning,
@@ -300,6 +318,8 @@ impl EventKind {
             | EventKind::OomKilled { .. } => Severity::Error,
             EventKind::ChildExited { exit, .. } if *exit != Exit::Code(0) => Severity::Warning,
             EventKind::StopEscalated { .. }
+            EventKind::ChangePlanned { .. } => EventType::ChangePlanned,
+            EventKind::ChildUpdated { .. } => EventType::ChildUpdated,
             | EventKind::RestartScheduled { .. }
             | EventKind::DependencyUnavailable { .. }
             | EventKind::LeftoverKilled { .. } => Severity::Warning,

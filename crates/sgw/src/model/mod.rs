@@ -18,8 +18,8 @@ pub use resources::{
     LeftoverProcess, ResourceUsage,
 };
 pub use spec::{
-    Backoff, ChildSpec, Criticality, RestartBudget, RestartPolicy, Rlimit, SpecError, StopSignal,
-    Umask, parse_duration,
+    Backoff, ChildSpec, Criticality, MAX_INSTANCES, RestartBudget, RestartPolicy, Rlimit,
+    SpecError, StopSignal, Umask, parse_duration,
 };
 pub use state::{
     BudgetStatus, ChildRecord, ChildState, DependencyStatus, Exit, Failure, PendingDependency,

@@ -169,7 +169,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 
 /// Durations are written back the way the config writes them (`"1m 30s"`),
 /// so a serialized spec reads back as the same spec.
-fn duration_text<S: Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+pub(super) fn duration_text<S: Serializer>(
+    value: &Duration,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
     serializer.serialize_str(&humantime::format_duration(*value).to_string())
 }
 
@@ -320,6 +323,12 @@ impl fmt::Display for Umask {
         write!(f, "{:04o}", self.0)
     }
 }
+
+/// The most instances one `[[child]]` table may expand to.
+pub const MAX_INSTANCES: u32 = 1000;
+
+/// What `{instance}` is replaced with in an instance's spec.
+const INSTANCE_PLACEHOLDER: &str = "{instance}";
 
 /// The resource limits a child can be given (setrlimit(2) names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]
@@ -622,5 +631,13 @@ mod tests {
             spec.validate().map_err(|e| e.field),
             Err("depends_on".to_owned())
         );
+        if let Some(n) = self.instances
+            && !(1..=MAX_INSTANCES).contains(&n)
+        {
+            return Err(SpecError::new(
+                "instances",
+                format!("must be between 1 and {MAX_INSTANCES} (got {n})"),
+            ));
+        }
     }
 }

@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use super::{AuditRecord, MethodClass, Security};
 use crate::control::{
-    Caller, CommandReport, CommandRequest, ControlError, ControlPlane, StateSnapshot, TargetInfo,
+    Caller, Command, CommandMeta, CommandReport, CommandRequest, ControlError, ControlPlane,
+    StateSnapshot, TargetInfo, TreeChange,
 };
 use crate::journal::{EventJournal, LogJournal};
 use crate::model::{ChildId, ChildRecord, CommandKind};
@@ -31,6 +32,27 @@ pub enum Operation {
     AuditLog,
     /// A command, classed by its kind.
     Command(CommandKind),
+    /// A reload or scale whose plan removes children: destructive, though
+    /// the same command that only adds is not.
+    Removing(CommandKind),
+}
+
+/// What a reload or scale is asked to change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChangeTarget {
+    /// The whole tree, from the configuration file read again.
+    Reload,
+    /// The instances of one group.
+    Scale { group: ChildId, instances: u32 },
+}
+
+impl ChangeTarget {
+    pub fn kind(&self) -> CommandKind {
+        match self {
+            ChangeTarget::Reload => CommandKind::ReloadConfig,
+            ChangeTarget::Scale { .. } => CommandKind::ScaleChild,
+        }
+    }
 }
 
 impl Operation {
@@ -44,6 +66,7 @@ impl Operation {
             | Operation::Logs => MethodClass::Read,
             Operation::AuditLog => MethodClass::Write,
             Operation::Command(kind) => MethodClass::of_command(kind),
+            Operation::Removing(_) => MethodClass::Destructive,
         }
     }
 }
@@ -160,6 +183,59 @@ impl<C: ControlPlane> Guarded<C> {
     ) -> Result<Vec<AuditRecord>, ControlError> {
         self.check(caller, Operation::AuditLog, via).await?;
         Ok(self.security.audit().recent(n))
+    }
+
+    /// Plans a reload or scale for `caller` and, unless `dry_run`, applies
+    /// it as a command (journaled, audited, idempotent like the others).
+    /// The class is the plan's: write, or destructive (with confirm) when
+    /// it removes children. Returns the plan, and the report when applied.
+    ///
+    /// The target arrives as parsed by the transport: as for
+    /// [`Self::execute`], a refused caller learns nothing from validation.
+    pub async fn change(
+        &self,
+        caller: &Arc<Caller>,
+        via: &str,
+        kind: CommandKind,
+        target: Result<ChangeTarget, ControlError>,
+        meta: CommandMeta,
+        dry_run: bool,
+    ) -> Result<(TreeChange, Option<(CommandReport, bool)>), ControlError> {
+        self.check(caller, Operation::Command(kind), || via.to_owned())
+            .await?;
+        let target = target?;
+        if target.kind() != kind {
+            return Err(ControlError::Internal {
+                message: format!("{via} built a {} change instead of {kind}", target.kind()),
+            });
+        }
+        let change = match &target {
+            ChangeTarget::Reload => self.control.plan_reload().await?,
+            ChangeTarget::Scale { group, instances } => {
+                self.control.plan_scale(group, *instances).await?
+            }
+        };
+        if dry_run {
+            return Ok((change, None));
+        }
+        let command = match target {
+            ChangeTarget::Reload => Command::Reload(Box::new(change.clone())),
+            ChangeTarget::Scale { group, instances } => Command::Scale {
+                group,
+                instances,
+                change: Box::new(change.clone()),
+            },
+        };
+        if command.is_destructive() {
+            self.check(caller, Operation::Removing(kind), || via.to_owned())
+                .await?;
+        }
+        let request = CommandRequest::new(command, meta)?;
+        let report = self
+            .security
+            .run_command(&self.control, caller, via, request)
+            .await?;
+        Ok((change, Some(report)))
     }
 
     /// Runs a command of `kind` for `caller`; `true` with the report when it

@@ -23,7 +23,7 @@ pub use crate::config::{
     SecurityConfig,
 };
 pub use audit::{Audit, AuditRecord, denials_path};
-pub use guard::{Guarded, Operation};
+pub use guard::{ChangeTarget, Guarded, Operation};
 
 pub use crate::control::Denial;
 use crate::control::{Command, CommandReport, CommandRequest, ControlError, ControlPlane};
@@ -46,6 +46,9 @@ impl MethodClass {
     pub fn of_command(kind: CommandKind) -> Self {
         match kind {
             CommandKind::RemoveChild | CommandKind::ShutdownTree => MethodClass::Destructive,
+            // Destructive only when the plan removes children, which the
+            // guard knows once the plan is made (`Guarded::apply_change`).
+            CommandKind::ReloadConfig | CommandKind::ScaleChild => MethodClass::Write,
             CommandKind::RestartChild
             | CommandKind::PauseChild
             | CommandKind::ResumeChild

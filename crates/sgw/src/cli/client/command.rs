@@ -127,3 +127,104 @@ pub async fn shutdown(meta: &Meta, yes: bool) -> Result<(), CliError> {
     let response = client.control.shutdown_tree(request).await?.into_inner();
     print(meta, None, response.result)
 }
+
+/// What `reload` and `scale` ask for.
+#[derive(Debug, Clone, Copy)]
+pub struct ChangeFlags {
+    /// Print the plan only.
+    pub dry_run: bool,
+    /// Confirm removals.
+    pub yes: bool,
+}
+
+/// `sgw reload`: the server reads its config file again. Without `--yes`,
+/// the plan is asked for first: one that removes children is printed and
+/// refused (exit 2) before anything changes.
+pub async fn reload(meta: &Meta, flags: ChangeFlags) -> Result<(), CliError> {
+    let mut client = meta.conn.connect().await?;
+    let ask = |dry_run: bool, confirm: bool| pb::ReloadConfigRequest {
+        meta: command_meta(meta, confirm),
+        dry_run,
+    };
+    if !flags.dry_run && !flags.yes {
+        let plan = client
+            .control
+            .reload_config(ask(true, false))
+            .await?
+            .into_inner()
+            .plan;
+        refuse_removals(meta, "reload", plan.as_ref())?;
+    }
+    let response = client
+        .control
+        .reload_config(ask(flags.dry_run, flags.yes))
+        .await?
+        .into_inner();
+    print_change(meta, "reload", response.plan, response.result)
+}
+
+/// `sgw scale ID N`: as many instances of group ID as N.
+pub async fn scale(
+    meta: &Meta,
+    child_id: String,
+    instances: u32,
+    flags: ChangeFlags,
+) -> Result<(), CliError> {
+    let mut client = meta.conn.connect().await?;
+    let ask = |dry_run: bool, confirm: bool| pb::ScaleChildRequest {
+        child_id: child_id.clone(),
+        instances,
+        meta: command_meta(meta, confirm),
+        dry_run,
+    };
+    if !flags.dry_run && !flags.yes {
+        let plan = client
+            .control
+            .scale_child(ask(true, false))
+            .await?
+            .into_inner()
+            .plan;
+        refuse_removals(meta, "scale", plan.as_ref())?;
+    }
+    let response = client
+        .control
+        .scale_child(ask(flags.dry_run, flags.yes))
+        .await?
+        .into_inner();
+    print_change(meta, "scale", response.plan, response.result)
+}
+
+/// A plan that removes children needs `--yes`: the plan is shown, and the
+/// command is a usage error (exit 2) with nothing changed.
+fn refuse_removals(meta: &Meta, what: &str, plan: Option<&pb::ChangePlan>) -> Result<(), CliError> {
+    let Some(plan) = plan.filter(|p| !p.remove.is_empty()) else {
+        return Ok(());
+    };
+    if !meta.conn.json {
+        eprint!("{}", human::change_plan(what, plan));
+    }
+    Err(CliError::Usage(format!(
+        "`sgw {what}` would stop and remove {}; pass --yes to confirm",
+        plan.remove.join(", ")
+    )))
+}
+
+fn print_change(
+    meta: &Meta,
+    what: &str,
+    plan: Option<pb::ChangePlan>,
+    result: Option<pb::CommandResult>,
+) -> Result<(), CliError> {
+    let plan = plan.unwrap_or_default();
+    meta.conn.print(
+        || json::change_response(&plan, result.as_ref()),
+        || {
+            let mut text = human::change_plan(what, &plan);
+            match &result {
+                Some(result) => text.push_str(&human::command(result, None)),
+                None => text.push_str("dry run: nothing changed\n"),
+            }
+            text
+        },
+    )
+}

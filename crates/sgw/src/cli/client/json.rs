@@ -384,6 +384,19 @@ fn detail_json(detail: &Detail) -> (&'static str, Value) {
             json!({
                 "generation": d.generation,
                 "oom_kills": d.oom_kills,
+        Detail::ChangePlanned(d) => (
+            "change_planned",
+            json!({
+                "command": pb::CommandType::try_from(d.command)
+                    .map(|c| c.as_str_name())
+                    .unwrap_or("COMMAND_TYPE_UNSPECIFIED"),
+                "plan": d.plan.as_ref().map(change_plan),
+            }),
+        ),
+        Detail::ChildUpdated(d) => (
+            "child_updated",
+            json!({"changed": d.changed, "restarted": d.restarted}),
+        ),
                 "memory_max": d.memory_max,
             }),
         ),
@@ -405,6 +418,31 @@ pub fn log_line(line: &pb::LogLine) -> Value {
 }
 
 #[cfg(test)]
+/// `reload` / `scale`: `{"plan": {...}, "result": {...}}` (no result for a
+/// dry run).
+pub fn change_response(plan: &pb::ChangePlan, result: Option<&pb::CommandResult>) -> Value {
+    let mut value = json!({"plan": change_plan(plan), "dry_run": result.is_none()});
+    if let Some(result) = result {
+        value["result"] = command_response(result)["result"].clone();
+    }
+    value
+}
+
+/// A reload's or scale's plan.
+pub fn change_plan(plan: &pb::ChangePlan) -> Value {
+    json!({
+        "add": plan.add,
+        "update": plan.update.iter().map(|u| json!({
+            "child_id": u.child_id,
+            "changed": u.changed,
+            "restart": u.restart,
+        })).collect::<Vec<_>>(),
+        "remove": plan.remove,
+        "unchanged": plan.unchanged,
+        "not_applied": plan.not_applied,
+    })
+}
+
 mod tests {
     use super::*;
 

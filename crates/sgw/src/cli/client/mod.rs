@@ -123,6 +123,35 @@ pub enum ClientCommand {
         #[command(flatten)]
         meta: Meta,
     },
+    /// Read the server's config file again and apply what changed: add new
+    /// children, remove deleted ones (needs --yes), restart only those whose
+    /// spec changed. Settings outside [[child]] are reported, not applied.
+    Reload {
+        /// Print the plan; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Confirm removals.
+        #[arg(long)]
+        yes: bool,
+        #[command(flatten)]
+        meta: Meta,
+    },
+    /// Run N instances of an `instances = N` child (ID-0 ... ID-(N-1));
+    /// removing instances needs --yes.
+    Scale {
+        /// The [[child]] id that has `instances`.
+        id: String,
+        /// How many instances.
+        instances: u32,
+        /// Print the plan; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Confirm removals.
+        #[arg(long)]
+        yes: bool,
+        #[command(flatten)]
+        meta: Meta,
+    },
     /// Journal events: the retained history, then (with --follow) new ones.
     Events(events::EventsArgs),
     /// Captured child output: the last N lines, then (with --follow) new ones.
@@ -141,7 +170,9 @@ impl ClientCommand {
             | ClientCommand::Quarantine { meta, .. }
             | ClientCommand::Remove { meta, .. }
             | ClientCommand::Add { meta, .. }
-            | ClientCommand::Shutdown { meta, .. } => &meta.conn,
+            | ClientCommand::Shutdown { meta, .. }
+            | ClientCommand::Reload { meta, .. }
+            | ClientCommand::Scale { meta, .. } => &meta.conn,
             ClientCommand::Events(args) => &args.conn,
             ClientCommand::Logs(args) => &args.conn,
         }
@@ -178,6 +209,16 @@ async fn dispatch(command: ClientCommand) -> Result<(), CliError> {
         ClientCommand::Remove { id, yes, meta } => command::remove(&meta, id, yes).await,
         ClientCommand::Add { file, yes, meta } => command::add(&meta, &file, yes).await,
         ClientCommand::Shutdown { yes, meta } => command::shutdown(&meta, yes).await,
+        ClientCommand::Reload { dry_run, yes, meta } => {
+            command::reload(&meta, command::ChangeFlags { dry_run, yes }).await
+        }
+        ClientCommand::Scale {
+            id,
+            instances,
+            dry_run,
+            yes,
+            meta,
+        } => command::scale(&meta, id, instances, command::ChangeFlags { dry_run, yes }).await,
         ClientCommand::Events(args) => events::events(args).await,
         ClientCommand::Logs(args) => logs::logs(args).await,
     }

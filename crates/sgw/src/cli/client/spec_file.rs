@@ -64,6 +64,16 @@ pub fn parse(text: &str, source: &str) -> Result<ChildSpec, CliError> {
             ),
         )
     })?;
+    // AddChild carries one child; a group belongs in the config file.
+    if spec.instances.is_some() {
+        return Err(at(
+            span,
+            &format!(
+                "[[child]] {:?}: instances: `sgw add` adds one child; declare an instance group in the config file (then `sgw reload`, `sgw scale`)",
+                spec.id.as_str()
+            ),
+        ));
+    }
     Ok(spec)
 }
 

@@ -9,7 +9,7 @@ use crate::control::{Caller, Command, CommandRequest, ControlError, ControlPlane
 use crate::model::CommandKind;
 use crate::pb;
 use crate::pb::control_service_server::ControlService;
-use crate::security::Operation;
+use crate::security::{ChangeTarget, Operation};
 
 /// How a call is named in the audit trail.
 fn via(method: &'static str) -> impl FnOnce() -> String {
@@ -56,6 +56,32 @@ impl<C: ControlPlane> ControlApi<C> {
             .await
             .map_err(|e| self.status(&e))?;
         Ok(conv::report(&report, replayed))
+    }
+
+    /// A reload or scale: the plan, and the result unless it was a dry run.
+    async fn change(
+        &self,
+        peer: &Arc<Caller>,
+        kind: CommandKind,
+        target: Result<ChangeTarget, ControlError>,
+        meta: Option<pb::CommandMeta>,
+        dry_run: bool,
+    ) -> Result<(Option<pb::ChangePlan>, Option<pb::CommandResult>), Status> {
+        let mut meta = conv::meta(meta);
+        if meta.requested_by.trim().is_empty() {
+            meta.requested_by = peer.describe();
+        }
+        let via = via(kind.rpc_name())();
+        let (change, report) = self
+            .shared
+            .guard
+            .change(peer, &via, kind, target, meta, dry_run)
+            .await
+            .map_err(|e| self.status(&e))?;
+        Ok((
+            Some(conv::change_plan(&change.plan)),
+            report.map(|(report, replayed)| conv::report(&report, replayed)),
+        ))
     }
 
     fn child_id(&self, raw: &str) -> Result<crate::model::ChildId, ControlError> {
@@ -225,6 +251,48 @@ impl<C: ControlPlane> ControlService for ControlApi<C> {
         Ok(Response::new(pb::ShutdownTreeResponse {
             result: Some(result),
         }))
+    }
+
+    async fn reload_config(
+        &self,
+        request: Request<pb::ReloadConfigRequest>,
+    ) -> Result<Response<pb::ReloadConfigResponse>, Status> {
+        let caller = peer(&request)?;
+        let body = request.into_inner();
+        let (plan, result) = self
+            .change(
+                &caller,
+                CommandKind::ReloadConfig,
+                Ok(ChangeTarget::Reload),
+                body.meta,
+                body.dry_run,
+            )
+            .await?;
+        Ok(Response::new(pb::ReloadConfigResponse { result, plan }))
+    }
+
+    async fn scale_child(
+        &self,
+        request: Request<pb::ScaleChildRequest>,
+    ) -> Result<Response<pb::ScaleChildResponse>, Status> {
+        let caller = peer(&request)?;
+        let body = request.into_inner();
+        let target = self
+            .child_id(&body.child_id)
+            .map(|group| ChangeTarget::Scale {
+                group,
+                instances: body.instances,
+            });
+        let (plan, result) = self
+            .change(
+                &caller,
+                CommandKind::ScaleChild,
+                target,
+                body.meta,
+                body.dry_run,
+            )
+            .await?;
+        Ok(Response::new(pb::ScaleChildResponse { result, plan }))
     }
 
     async fn get_audit_log(

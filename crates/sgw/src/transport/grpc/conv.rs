@@ -7,9 +7,9 @@ use super::Limits;
 use crate::control::{CommandMeta, CommandReport, ControlError, StateSnapshot, TargetInfo};
 use crate::journal::{Gap, GapReason, Record};
 use crate::model::{
-    Backoff, BudgetStatus, Bytes, ChildId, ChildLogs, ChildRecord, ChildSpec, ChildState,
-    CommandKind, ContainmentInfo, ContainmentKind, CpuMax, Criticality, Event, EventKind,
-    EventType, Exit, Failure, LeftoverProcess, LogLine, LogStream, PendingDependency,
+    Backoff, BudgetStatus, Bytes, ChangePlan, ChildId, ChildLogs, ChildRecord, ChildSpec,
+    ChildState, CommandKind, ContainmentInfo, ContainmentKind, CpuMax, Criticality, Event,
+    EventKind, EventType, Exit, Failure, LeftoverProcess, LogLine, LogStream, PendingDependency,
     QuarantineReason, ResourceUsage, RestartBudget, RestartPolicy, Rlimit, Severity, SpawnError,
     SpawnStage, SpecError, Umask, echo,
 };
@@ -61,6 +61,8 @@ pub fn command_type(kind: CommandKind) -> pb::CommandType {
         CommandKind::AddChild => pb::CommandType::AddChild,
         CommandKind::ShutdownTree => pb::CommandType::ShutdownTree,
     }
+        CommandKind::ReloadConfig => pb::CommandType::ReloadConfig,
+        CommandKind::ScaleChild => pb::CommandType::ScaleChild,
 }
 
 pub fn state(state: ChildState) -> pb::ChildState {
@@ -544,6 +546,8 @@ fn detail(kind: &EventKind) -> Detail {
             command_id: command_id.clone(),
             command: command_type(*command) as i32,
             request_id: request_id.clone(),
+        EventType::ChangePlanned => P::ChangePlanned,
+        EventType::ChildUpdated => P::ChildUpdated,
             requested_by: requested_by.clone(),
             reason: reason.clone(),
         }),
@@ -707,6 +711,34 @@ pub fn spec_from_pb(raw: pb::ChildSpec) -> Result<ChildSpec, ControlError> {
         Ok(pb::Criticality::Standard) => Criticality::Standard,
         Ok(pb::Criticality::BestEffort) => Criticality::BestEffort,
         Err(_) => return Err(spec_error("criticality", "unknown Criticality")),
+        EventKind::ChangePlanned { command, plan } => Detail::ChangePlanned(pb::ChangePlanned {
+            command: command_type(*command) as i32,
+            plan: Some(change_plan(plan)),
+        }),
+        EventKind::ChildUpdated { changed, restarted } => Detail::ChildUpdated(pb::ChildUpdated {
+            changed: changed.clone(),
+            restarted: *restarted,
+        }),
+    }
+}
+
+/// A reload's or scale's plan.
+pub fn change_plan(plan: &ChangePlan) -> pb::ChangePlan {
+    let ids = |ids: &[ChildId]| ids.iter().map(ToString::to_string).collect();
+    pb::ChangePlan {
+        add: ids(&plan.add),
+        update: plan
+            .update
+            .iter()
+            .map(|update| pb::ChildUpdate {
+                child_id: update.id.to_string(),
+                changed: update.changed.clone(),
+                restart: update.restart,
+            })
+            .collect(),
+        remove: ids(&plan.remove),
+        unchanged: ids(&plan.unchanged),
+        not_applied: plan.not_applied.clone(),
     };
     spec.tags = raw.tags;
     spec.autostart = raw.autostart.unwrap_or(true);

@@ -24,6 +24,9 @@ pub fn to_status(error: &ControlError, target_id: &str) -> Status {
         | ControlError::HasDependents { .. }
         | ControlError::SpawnFailed { .. } => Code::FailedPrecondition,
         ControlError::ShuttingDown => Code::Unavailable,
+        ControlError::InvalidConfig { .. } => Code::InvalidArgument,
+        ControlError::PlanOutdated { .. } => Code::Aborted,
+        ControlError::Unsupported { .. } => Code::Unimplemented,
         ControlError::Internal { .. } => Code::Internal,
         ControlError::Denied(
             Denial::PeerNotAllowed { .. }

@@ -306,6 +306,13 @@ impl<C: ControlPlane> Adapter<C> {
             CommandKind::RemoveChild => Command::Remove(child_id(&params.target)?),
             CommandKind::AddChild => Command::Add(Box::new(manifest(&params.target)?)),
             CommandKind::ShutdownTree => Command::Shutdown,
+            // Refused when the params were decoded (not in LEGACY).
+            CommandKind::ReloadConfig | CommandKind::ScaleChild => {
+                return Err(invalid(
+                    "command",
+                    format!("{method} is only available over gRPC"),
+                ));
+            }
         };
         let meta = CommandMeta {
             request_id: params.command_id,

@@ -53,6 +53,9 @@ pub fn to_legacy_error(error: &ControlError, target_id: &str) -> ErrorObject {
         | ControlError::HasDependents { .. }
         | ControlError::SpawnFailed { .. }
         | ControlError::ShuttingDown
+        | ControlError::InvalidConfig { .. }
+        | ControlError::PlanOutdated { .. }
+        | ControlError::Unsupported { .. }
         | ControlError::Internal { .. } => (
             ErrorCode::CommandFailed,
             Stage::CommandDispatch,

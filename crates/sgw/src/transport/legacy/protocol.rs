@@ -162,11 +162,15 @@ pub struct CommandTarget {
 
 fn command_kind<'de, D: Deserializer<'de>>(deserializer: D) -> Result<CommandKind, D::Error> {
     let name = String::deserialize(deserializer)?;
-    name.parse().map_err(|()| {
-        serde::de::Error::custom(format!("unknown command {name:?}: expected one of {}", {
-            CommandKind::ALL.map(CommandKind::as_str).join(", ")
-        }))
-    })
+    name.parse()
+        .ok()
+        .filter(|kind| CommandKind::LEGACY.contains(kind))
+        .ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "unknown command {name:?}: expected one of {}",
+                CommandKind::LEGACY.map(CommandKind::as_str).join(", ")
+            ))
+        })
 }
 
 /// The `params` of `events.subscribe` and `logs.tail`.

@@ -262,6 +262,22 @@ fn payload(kind: &EventKind) -> Value {
 }
 
 #[cfg(test)]
+        EventKind::ChangePlanned { command, plan } => json!({
+            "command": command.as_str(),
+            "add": plan.add,
+            "update": plan.update.iter().map(|u| json!({
+                "child_id": u.id,
+                "changed": u.changed,
+                "restart": u.restart,
+            })).collect::<Vec<_>>(),
+            "remove": plan.remove,
+            "unchanged": plan.unchanged,
+            "not_applied": plan.not_applied,
+        }),
+        EventKind::ChildUpdated { changed, restarted } => json!({
+            "changed": changed,
+            "restarted": restarted,
+        }),
 mod tests {
     use super::*;
     use crate::model::{Bytes, LeftoverProcess};

@@ -57,6 +57,7 @@ pub fn registration(
     let supported_commands = info
         .supported_commands
         .iter()
+        .filter(|kind| CommandKind::LEGACY.contains(kind))
         .map(|&kind| SupportedCommand {
             name: kind.as_str(),
             idempotent: kind.is_idempotent(),
@@ -67,7 +68,9 @@ pub fn registration(
                     | CommandKind::QuarantineChild
                     | CommandKind::RemoveChild => longest,
                     CommandKind::ResumeChild | CommandKind::AddChild => 0,
-                    CommandKind::ShutdownTree => total,
+                    CommandKind::ShutdownTree
+                    | CommandKind::ReloadConfig
+                    | CommandKind::ScaleChild => total,
                 },
         })
         .collect();

@@ -118,6 +118,23 @@ fn describe(detail: &Detail) -> String {
                 ("added", &d.added),
                 ("removed", &d.removed),
                 ("config overrides", &d.overridden),
+        Detail::ChangePlanned(d) => {
+            let what = match pb::CommandType::try_from(d.command) {
+                Ok(pb::CommandType::ScaleChild) => "scale",
+                _ => "reload",
+            };
+            let plan = d.plan.clone().unwrap_or_default();
+            format!("{what} plan: {}", plan_line(&plan))
+        }
+        Detail::ChildUpdated(d) => format!(
+            "spec updated ({}){}",
+            d.changed.join(", "),
+            if d.restarted {
+                "; restarted for it"
+            } else {
+                "; applied without a restart"
+            }
+        ),
             ]
             .iter()
             .filter(|(_, ids)| !ids.is_empty())
@@ -186,6 +203,44 @@ mod tests {
     #[test]
     fn containment_events_read_as_sentences() {
         let leftover = Detail::LeftoverKilled(pb::LeftoverKilled {
+/// A change plan on one line: `add a, b; update c (command: restart);
+/// remove d; 3 unchanged`.
+fn plan_line(plan: &pb::ChangePlan) -> String {
+    let mut parts = Vec::new();
+    if !plan.add.is_empty() {
+        parts.push(format!("add {}", plan.add.join(", ")));
+    }
+    if !plan.update.is_empty() {
+        let updates: Vec<String> = plan
+            .update
+            .iter()
+            .map(|u| {
+                format!(
+                    "{} ({}{})",
+                    u.child_id,
+                    u.changed.join(", "),
+                    if u.restart { ": restart" } else { "" }
+                )
+            })
+            .collect();
+        parts.push(format!("update {}", updates.join(", ")));
+    }
+    if !plan.remove.is_empty() {
+        parts.push(format!("remove {}", plan.remove.join(", ")));
+    }
+    if parts.is_empty() {
+        parts.push("no change".to_owned());
+    }
+    parts.push(format!("{} unchanged", plan.unchanged.len()));
+    if !plan.not_applied.is_empty() {
+        parts.push(format!(
+            "not applied until sgw restarts: {}",
+            plan.not_applied.join("; ")
+        ));
+    }
+    parts.join("; ")
+}
+
             processes: vec![
                 pb::LeftoverProcess {
                     pid: 41,

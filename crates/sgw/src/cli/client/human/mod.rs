@@ -364,6 +364,37 @@ pub fn command(result: &pb::CommandResult, child_id: Option<&str>) -> String {
         (None, None) => command_name(result.command),
     };
     let now = result
+/// A reload's or scale's plan, one step per line.
+pub fn change_plan(what: &str, plan: &pb::ChangePlan) -> String {
+    let mut text = format!("{what} plan:\n");
+    for id in &plan.add {
+        text.push_str(&format!("  add       {id}\n"));
+    }
+    for update in &plan.update {
+        text.push_str(&format!(
+            "  update    {} ({}; {})\n",
+            update.child_id,
+            update.changed.join(", "),
+            if update.restart {
+                "restart"
+            } else {
+                "no restart"
+            }
+        ));
+    }
+    for id in &plan.remove {
+        text.push_str(&format!("  remove    {id}\n"));
+    }
+    if plan.add.is_empty() && plan.update.is_empty() && plan.remove.is_empty() {
+        text.push_str("  no change\n");
+    }
+    text.push_str(&format!("  unchanged {}\n", plan.unchanged.len()));
+    for setting in &plan.not_applied {
+        text.push_str(&format!("  not applied: {setting}\n"));
+    }
+    text
+}
+
         .child
         .as_ref()
         .map(|c| format!("; now {}", state_name(c.state)))
