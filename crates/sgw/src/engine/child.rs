@@ -18,6 +18,7 @@ use super::intent::{Change, Hold};
 use super::pacing::Pacer;
 use super::policy::{Decision, RestartTracker};
 use super::process::Process;
+use super::readiness::{Signal, Watch};
 use crate::control::ControlError;
 use crate::model::{
     ChildRecord, ChildSpec, ChildState, Event, EventKind, Exit, Failure, QuarantineReason,
@@ -47,6 +48,8 @@ pub(super) enum Op {
 const AUTOSTART_OFF: &str = "autostart = false: waiting for resume or restart";
 const HELD_PAUSED: &str = "paused (before sgw restarted): waiting for resume";
 const HELD_QUARANTINED: &str = "quarantined (before sgw restarted): waiting for resume";
+/// The detail of a child that said `RELOADING=1`.
+const RELOADING: &str = "reloading (RELOADING=1): not ready until READY=1";
 
 pub(super) type Reply = Result<(String, ChildRecord), ControlError>;
 
@@ -66,6 +69,9 @@ enum Phase {
     Up {
         process: Process,
         ready: bool,
+        /// Its readiness, liveness and sd_notify state (boxed: the other
+        /// phases are small).
+        watch: Box<Watch>,
     },
     Backoff {
         until: Instant,
@@ -85,6 +91,8 @@ enum Wake {
     StartTimedOut,
     Exited(Exit),
     Ready,
+    /// The run's readiness or health changed (see `readiness`).
+    Readiness(Signal),
     BackoffReset,
     BackoffElapsed,
 }
@@ -138,6 +146,7 @@ impl ChildTask {
             since: now,
             detail: detail.clone(),
             usage: None,
+            status_text: String::new(),
             spec: Arc::clone(&spec),
         };
         let (record, receiver) = watch::channel(initial);
@@ -264,15 +273,6 @@ impl ChildTask {
                 self.set_phase(Phase::Stopped);
                 Ok("stopped".to_owned())
             }
-        }
-    }
-
-    /// A start that failed to spawn is reported as a failed command, but
-    /// the child's policy has already taken over (backoff or quarantine).
-    fn spawn_outcome(&self, done: &str) -> Result<String, ControlError> {
-        match &self.phase {
-            Phase::Up { process, .. } => Ok(format!(
-                "{done} (generation {}, pid {})",
             Op::Update {
                 spec,
                 changed,
@@ -324,6 +324,15 @@ impl ChildTask {
         "updated".to_owned()
     }
 
+    /// A start that failed to spawn is reported as a failed command, but
+    /// the child's policy has already taken over (backoff or quarantine).
+    fn spawn_outcome(&self, done: &str) -> Result<String, ControlError> {
+        match &self.phase {
+            Phase::Up { process, .. } => Ok(format!(
+                "{done} (generation {}, pid {})",
+                self.generation,
+                process.pid()
+            )),
             Phase::WaitingForDependencies(_) => Ok(format!("{done}; waiting for dependencies")),
             _ => Err(ControlError::SpawnFailed {
                 id: self.spec.id.clone(),
@@ -343,8 +352,9 @@ impl ChildTask {
                 self.restart_count += 1;
                 self.start().await;
             }
+            Wake::Readiness(signal) => self.on_readiness(signal).await,
             Wake::Ready => {
-                if let Phase::Up { process, ready } = &mut self.phase {
+                if let Phase::Up { process, ready, .. } = &mut self.phase {
                     *ready = true;
                     let pid = process.pid();
                     self.touch();
@@ -429,8 +439,47 @@ impl ChildTask {
         self.emit(EventKind::ChildBlocked { waited, pending });
     }
 
+    /// What the readiness module reports about the running process.
+    async fn on_readiness(&mut self, signal: Signal) {
+        let Phase::Up { ready, .. } = &mut self.phase else {
+            return;
+        };
+        match signal {
+            // RUNNING follows once `ready_after` has passed too.
+            Signal::Ready | Signal::Status => {
+                if signal == Signal::Ready && self.detail == RELOADING {
+                    self.detail.clear();
+                }
+                self.touch();
+            }
+            Signal::Reloading => {
+                *ready = false;
+                self.detail = RELOADING.to_owned();
+                self.touch();
+            }
+            Signal::Stopping => {
+                self.detail = "stopping (STOPPING=1)".to_owned();
+                self.touch();
+            }
+            Signal::Unhealthy(cause) => {
+                self.emit(EventKind::ChildUnhealthy {
+                    generation: self.generation,
+                    cause: cause.clone(),
+                });
+                self.stop_process().await;
+                let failure = Failure::Unhealthy(cause);
+                self.last_failure = Some(failure.clone());
+                self.apply_policy(failure);
+            }
+        }
+    }
+
     async fn spawn(&mut self) {
         self.generation += 1;
+        let mut watch = match Watch::prepare(&self.spec, &self.ctx) {
+            Ok(watch) => Box::new(watch),
+            Err(error) => return self.spawn_failed(error),
+        };
         match Process::spawn(
             &self.spec,
             self.generation,
@@ -442,10 +491,15 @@ impl ChildTask {
             Ok(process) => {
                 let pid = process.pid();
                 self.detail.clear();
-                // With no readiness delay the process counts as RUNNING at
-                // once, so a command's answer already says so.
-                let ready = self.spec.ready_after.is_zero();
-                self.set_phase(Phase::Up { process, ready });
+                watch.started(process.membership());
+                // With no readiness delay or condition the process counts
+                // as RUNNING at once, so a command's answer already says so.
+                let ready = self.spec.ready_after.is_zero() && watch.satisfied();
+                self.set_phase(Phase::Up {
+                    process,
+                    ready,
+                    watch,
+                });
                 self.emit(EventKind::ChildStarting {
                     generation: self.generation,
                     pid,
@@ -457,23 +511,24 @@ impl ChildTask {
                     });
                 }
             }
-            Err(error) => {
-                // No exit is made up: the failure is recorded as what it
-                // is, and the policy backs off and eventually quarantines
-                // as for a failed run.
-                self.detail = error.to_string();
-                self.last_failure = Some(Failure::Spawn(error.clone()));
-                self.touch();
-                self.emit(EventKind::SpawnFailed {
-                    generation: self.generation,
-                    error: error.clone(),
-                });
-                self.apply_policy(Failure::Spawn(error));
-            }
+            Err(error) => self.spawn_failed(error),
         }
     }
 
     /// What follows a run that ended on its own (`ended`: how).
+    /// No exit is made up: the failure is recorded as what it is, and the
+    /// policy backs off and eventually quarantines as for a failed run.
+    fn spawn_failed(&mut self, error: crate::model::SpawnError) {
+        self.detail = error.to_string();
+        self.last_failure = Some(Failure::Spawn(error.clone()));
+        self.touch();
+        self.emit(EventKind::SpawnFailed {
+            generation: self.generation,
+            error: error.clone(),
+        });
+        self.apply_policy(Failure::Spawn(error));
+    }
+
     fn apply_policy(&mut self, ended: Failure) {
         match self
             .tracker
@@ -588,7 +643,7 @@ impl ChildTask {
                 };
                 (state, None, None)
             }
-            Phase::Up { process, ready } => (
+            Phase::Up { process, ready, .. } => (
                 if *ready {
                     ChildState::Running
                 } else {
@@ -601,6 +656,10 @@ impl ChildTask {
             Phase::Stopped => (ChildState::Stopped, None, None),
             Phase::Paused => (ChildState::Paused, None, None),
             Phase::Quarantined => (ChildState::Quarantined, None, None),
+        };
+        let status_text = match &self.phase {
+            Phase::Up { watch, .. } => watch.status_text().to_owned(),
+            _ => String::new(),
         };
         let record = ChildRecord {
             id: self.spec.id.clone(),
@@ -618,6 +677,7 @@ impl ChildTask {
             since: self.since,
             detail: self.detail.clone(),
             usage: None,
+            status_text,
             spec: Arc::clone(&self.spec),
         };
         self.record.send_replace(record);
@@ -644,20 +704,20 @@ async fn next_wake(phase: &mut Phase, spec: &ChildSpec, attempts: u32, pacer: &P
                 () = sleep_until(deadline), if !blocked => Wake::StartTimedOut,
             }
         }
-        Phase::Up { process, ready } => {
+        Phase::Up {
+            process,
+            ready,
+            watch,
+        } => {
             let started = tokio::time::Instant::from_std(process.started);
-            if !*ready {
-                tokio::select! {
-                    exit = process.wait() => Wake::Exited(exit),
-                    () = sleep_until(started + spec.ready_after) => Wake::Ready,
-                }
-            } else if attempts > 0 {
-                tokio::select! {
-                    exit = process.wait() => Wake::Exited(exit),
-                    () = sleep_until(started + spec.backoff.reset_after) => Wake::BackoffReset,
-                }
-            } else {
-                Wake::Exited(process.wait().await)
+            // RUNNING needs both `ready_after` and the `ready` condition.
+            let settle = (!*ready && watch.satisfied()).then_some(started + spec.ready_after);
+            let reset = (*ready && attempts > 0).then_some(started + spec.backoff.reset_after);
+            tokio::select! {
+                exit = process.wait() => Wake::Exited(exit),
+                () = sleep_until(settle.unwrap_or(started)), if settle.is_some() => Wake::Ready,
+                () = sleep_until(reset.unwrap_or(started)), if reset.is_some() => Wake::BackoffReset,
+                signal = watch.next(*ready) => Wake::Readiness(signal),
             }
         }
         Phase::Backoff { until, .. } => {

@@ -10,6 +10,7 @@ mod intent;
 mod pacing;
 mod policy;
 mod process;
+mod readiness;
 mod topology;
 
 use std::collections::{HashMap, HashSet};

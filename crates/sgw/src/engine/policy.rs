@@ -43,7 +43,7 @@ impl RestartTracker {
             RestartPolicy::Always => true,
             RestartPolicy::OnFailure => match ended {
                 Failure::Exit(exit) => !exit.is_success(&spec.success_codes),
-                Failure::Spawn(_) => true,
+                Failure::Spawn(_) | Failure::Unhealthy(_) => true,
             },
             RestartPolicy::Never => false,
         };

@@ -21,6 +21,10 @@ use crate::model::{ChildSpec, Exit, Rlimit, SpawnError, SpawnStage, StopSignal};
 /// inherited listener, never a child's.
 const SOCKET_ACTIVATION_VARS: [&str; 3] = ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"];
 
+/// sd_notify's variables: when sgw itself runs under systemd they name
+/// systemd's socket, which a child must never write to.
+const NOTIFY_VARS: [&str; 3] = ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"];
+
 /// How long the members left after the main process exited get to die
 /// once SIGKILLed, before the run counts as over anyway.
 const KILL_SETTLE: Duration = Duration::from_secs(1);
@@ -53,12 +57,14 @@ impl Process {
     ///
     /// The fork runs on the containment's spawner thread, so a crash storm
     /// of children never stalls the runtime workers serving the control
-    /// plane.
+    /// plane. `extra_env` is sgw's own protocol with the child
+    /// (`NOTIFY_SOCKET`, `WATCHDOG_USEC`), set over the spec's `env`.
     pub async fn spawn(
         spec: &ChildSpec,
         generation: u64,
         containment: &Containment,
         output: &Output,
+        extra_env: &[(&str, String)],
     ) -> Result<Process, SpawnError> {
         let Some((program, args)) = spec.command.split_first() else {
             return Err(SpawnError {
@@ -80,10 +86,12 @@ impl Process {
             // without a cgroup.
             .process_group(0)
             .kill_on_drop(true);
-        // Socket activation is ours, not the children's.
-        for name in SOCKET_ACTIVATION_VARS {
+        // Socket activation is ours, not the children's; so is the
+        // notify protocol, unless the child has its own.
+        for name in SOCKET_ACTIVATION_VARS.iter().chain(&NOTIFY_VARS) {
             command.env_remove(name);
         }
+        command.envs(extra_env.iter().map(|(name, value)| (name, value)));
         die_with_parent(&mut command);
         // The cgroup first (joining it may need our privileges), then
         // limits, then the user: chdir happens as the child's own user.
@@ -117,6 +125,11 @@ impl Process {
 
     pub fn pid(&self) -> u32 {
         self.pid
+    }
+
+    /// Who belongs to this run (see [`Unit::membership`]).
+    pub fn membership(&self) -> containment::Membership {
+        self.unit.membership()
     }
 
     /// OOM kills in the unit since the process was spawned (cgroup mode

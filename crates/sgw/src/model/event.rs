@@ -4,8 +4,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Bytes, ChildId, CommandKind, Exit, Failure, LeftoverProcess, PendingDependency, SpawnError,
-    StopSignal,
+    Bytes, ChangePlan, ChildId, CommandKind, Exit, Failure, LeftoverProcess, PendingDependency,
+    SpawnError, StopSignal, Unhealthy,
 };
 
 /// One lifecycle fact. Published to the event journal, which gives it its
@@ -148,6 +148,13 @@ pub enum EventKind {
         removed: Vec<ChildId>,
         overridden: Vec<ChildId>,
     },
+    /// sgw ended a run that stopped being healthy (a `health` probe, the
+    /// watchdog, `ready_timeout`); the stop and the restart policy's
+    /// decision follow.
+    ChildUnhealthy {
+        generation: u64,
+        cause: Unhealthy,
+    },
     /// The kernel OOM-killed a process in the child's cgroup (`memory_max`).
     OomKilled {
         generation: u64,
@@ -192,6 +199,7 @@ pub enum EventType {
     ShutdownCompleted,
     DependencyUnavailable,
     ChildBlocked,
+    ChildUnhealthy,
     LeftoverKilled,
     OomKilled,
     RuntimeRestored,
@@ -221,6 +229,7 @@ impl EventType {
         EventType::ShutdownCompleted,
         EventType::DependencyUnavailable,
         EventType::ChildBlocked,
+        EventType::ChildUnhealthy,
         EventType::LeftoverKilled,
         EventType::OomKilled,
         EventType::RuntimeRestored,
@@ -250,6 +259,7 @@ impl EventType {
             EventType::ShutdownCompleted => "shutdown_completed",
             EventType::DependencyUnavailable => "dependency_unavailable",
             EventType::ChildBlocked => "child_blocked",
+            EventType::ChildUnhealthy => "child_unhealthy",
             EventType::LeftoverKilled => "leftover_killed",
             EventType::OomKilled => "oom_killed",
             EventType::RuntimeRestored => "runtime_restored",
@@ -304,6 +314,7 @@ impl EventKind {
             EventKind::ShutdownCompleted => EventType::ShutdownCompleted,
             EventKind::DependencyUnavailable { .. } => EventType::DependencyUnavailable,
             EventKind::ChildBlocked { .. } => EventType::ChildBlocked,
+            EventKind::ChildUnhealthy { .. } => EventType::ChildUnhealthy,
             EventKind::LeftoverKilled { .. } => EventType::LeftoverKilled,
             EventKind::OomKilled { .. } => EventType::OomKilled,
             EventKind::RuntimeRestored { .. } => EventType::RuntimeRestored,
@@ -322,6 +333,7 @@ impl EventKind {
             EventKind::ChildUpdated { .. } => EventType::ChildUpdated,
             | EventKind::RestartScheduled { .. }
             | EventKind::DependencyUnavailable { .. }
+            | EventKind::ChildUnhealthy { .. }
             | EventKind::LeftoverKilled { .. } => Severity::Warning,
             EventKind::CommandCompleted {
                 error_code: Some(_),

@@ -5,6 +5,8 @@ mod command;
 mod event;
 mod id;
 mod log;
+mod plan;
+mod probe;
 mod resources;
 mod spec;
 mod state;
@@ -13,6 +15,10 @@ pub use command::CommandKind;
 pub use event::{Event, EventKind, EventType, QuarantineReason, Severity};
 pub use id::{ChildId, InvalidChildId, echo};
 pub use log::{ChildLogs, LogLine, LogPolicy, LogStream};
+pub use plan::{ChangePlan, ChildUpdate};
+pub use probe::{
+    Check, HEALTH_THRESHOLD, HttpTarget, Probe, READY_THRESHOLD, Ready, TcpTarget, Unhealthy,
+};
 pub use resources::{
     Bytes, CgroupLimits, ContainmentInfo, ContainmentKind, ContainmentPreference, CpuMax,
     LeftoverProcess, ResourceUsage,

@@ -11,6 +11,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use super::probe::{Check, Probe, Ready, optional_duration, optional_duration_text};
 use super::{Bytes, CgroupLimits, ChildId, ChildLogs, CpuMax};
 
 /// What happens when a child's process exits on its own.
@@ -189,6 +190,11 @@ fn default_start_timeout() -> Duration {
     Duration::from_secs(60)
 }
 
+/// systemd's `TimeoutStartSec=` default.
+fn default_ready_timeout() -> Duration {
+    Duration::from_secs(90)
+}
+
 /// The shortest `backoff.initial`: below it a crash loop is a busy loop.
 pub const MIN_BACKOFF: Duration = Duration::from_millis(1);
 
@@ -286,6 +292,36 @@ pub struct ChildSpec {
     /// unset keys take the `[journal]` defaults.
     #[serde(default)]
     pub logs: ChildLogs,
+    /// What RUNNING waits for besides `ready_after` (both must hold):
+    /// `READY=1` on the child's `NOTIFY_SOCKET`, or a probe's successes.
+    #[serde(default)]
+    pub ready: Option<Ready>,
+    /// A liveness probe run while RUNNING; `threshold` failures in a row
+    /// end the run, which the restart policy and budget then handle.
+    #[serde(default)]
+    pub health: Option<Probe>,
+    /// The longest gap allowed between `WATCHDOG=1` pings (sd_notify);
+    /// the child gets `WATCHDOG_USEC` and a `NOTIFY_SOCKET`.
+    #[serde(
+        default,
+        deserialize_with = "optional_duration",
+        serialize_with = "optional_duration_text"
+    )]
+    pub watchdog: Option<Duration>,
+    /// How long a child with `ready` may take to become ready before the
+    /// run counts as failed.
+    #[serde(
+        default = "default_ready_timeout",
+        deserialize_with = "duration",
+        serialize_with = "duration_text"
+    )]
+    pub ready_timeout: Duration,
+    /// `instances = N`: this table is a template for N children,
+    /// `ID-0` to `ID-(N-1)`, with `{instance}` replaced by the index in
+    /// `command`, `env` values and `cwd` (supervisord's `numprocs`).
+    /// `sgw scale ID N` changes N at runtime.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instances: Option<u32>,
 }
 
 /// A file mode creation mask: octal permission bits, at most `0777`.
@@ -424,7 +460,85 @@ impl ChildSpec {
             cpu_weight: None,
             pids_max: None,
             logs: ChildLogs::default(),
+            ready: None,
+            health: None,
+            watchdog: None,
+            ready_timeout: default_ready_timeout(),
+            instances: None,
         }
+    }
+
+    /// Instance `index` of this template: id `ID-index`, `{instance}`
+    /// replaced by the index in the command, the env values and cwd. The
+    /// result is a plain child (no `instances`).
+    pub fn instance(&self, index: u32) -> Result<ChildSpec, SpecError> {
+        let id = ChildId::new(&format!("{}-{index}", self.id)).map_err(|error| {
+            SpecError::new("id", format!("instance {index} cannot be named: {error}"))
+        })?;
+        let number = index.to_string();
+        let fill = |text: &str| text.replace(INSTANCE_PLACEHOLDER, &number);
+        let mut spec = self.clone();
+        spec.id = id;
+        spec.instances = None;
+        spec.command = self.command.iter().map(|arg| fill(arg)).collect();
+        for value in spec.env.values_mut() {
+            *value = fill(value);
+        }
+        spec.cwd = self
+            .cwd
+            .as_ref()
+            .map(|cwd| PathBuf::from(fill(&cwd.to_string_lossy())));
+        Ok(spec)
+    }
+
+    /// The spec keys whose values differ from `other`'s, as the config
+    /// names them. Compared through the serialized form, so a key added
+    /// to the spec is compared without being listed here.
+    pub fn changed_keys(&self, other: &ChildSpec) -> Vec<String> {
+        let (Ok(serde_json::Value::Object(mine)), Ok(serde_json::Value::Object(theirs))) =
+            (serde_json::to_value(self), serde_json::to_value(other))
+        else {
+            return vec!["*".to_owned()];
+        };
+        let mut keys: Vec<String> = mine
+            .iter()
+            .filter(|(key, value)| theirs.get(*key) != Some(*value))
+            .map(|(key, _)| key.clone())
+            .chain(
+                theirs
+                    .keys()
+                    .filter(|key| !mine.contains_key(*key))
+                    .cloned(),
+            )
+            .collect();
+        keys.sort();
+        keys
+    }
+
+    /// Whether a change of these keys needs the running process restarted.
+    /// The restart policy and the stop settings are read when they are
+    /// used, so they apply to the process already running; anything that
+    /// shapes the process itself (command, env, limits, readiness, ...)
+    /// needs a new one.
+    pub fn change_needs_restart(keys: &[String]) -> bool {
+        const LIVE: [&str; 10] = [
+            "restart",
+            "backoff",
+            "restart_budget",
+            "stop_signal",
+            "stop_timeout",
+            "criticality",
+            "tags",
+            "autostart",
+            "start_timeout",
+            "success_codes",
+        ];
+        keys.iter().any(|key| !LIVE.contains(&key.as_str()))
+    }
+
+    /// Whether the child speaks sd_notify: it gets a `NOTIFY_SOCKET`.
+    pub fn uses_notify(&self) -> bool {
+        self.ready == Some(Ready::Notify) || self.watchdog.is_some()
     }
 
     /// The limits the child's cgroup enforces.
@@ -536,6 +650,7 @@ impl ChildSpec {
             return Err(SpecError::new(
                 "tags",
                 format!("tag {tag:?} must be 1-64 characters"),
+        self.validate_readiness()?;
             ));
         }
         Ok(())
@@ -550,6 +665,55 @@ mod tests {
     /// back as the same spec through the config's own parser.
     #[test]
     fn a_serialized_spec_reads_back_unchanged() {
+impl ChildSpec {
+    fn validate_readiness(&self) -> Result<(), SpecError> {
+        if self.ready_timeout.is_zero() {
+            return Err(SpecError::new("ready_timeout", "must be greater than zero"));
+        }
+        if self.watchdog.is_some_and(|w| w.is_zero()) {
+            return Err(SpecError::new(
+                "watchdog",
+                "must be greater than zero (leave it unset for no watchdog)",
+            ));
+        }
+        if let Some(Ready::Probe(probe)) = &self.ready {
+            validate_probe("ready", probe)?;
+        }
+        if let Some(probe) = &self.health {
+            validate_probe("health", probe)?;
+        }
+        Ok(())
+    }
+}
+
+fn validate_probe(key: &str, probe: &Probe) -> Result<(), SpecError> {
+    let field = |name: &str| format!("{key}.{name}");
+    if probe.interval.is_zero() {
+        return Err(SpecError::new(
+            field("interval"),
+            "must be greater than zero",
+        ));
+    }
+    if probe.timeout.is_zero() {
+        return Err(SpecError::new(
+            field("timeout"),
+            "must be greater than zero",
+        ));
+    }
+    if probe.threshold == Some(0) {
+        return Err(SpecError::new(field("threshold"), "must be at least 1"));
+    }
+    if let Check::Exec(command) = &probe.check {
+        if command.first().is_none_or(|p| p.trim().is_empty()) {
+            return Err(SpecError::new(field("exec"), "must name a program"));
+        }
+        if command.iter().any(|arg| arg.contains('\0')) {
+            return Err(SpecError::new(field("exec"), "must not contain NUL bytes"));
+        }
+    }
+    Ok(())
+}
+
         let text = r#"
             id = "web"
             command = ["/usr/bin/python3", "-m", "http.server"]
@@ -580,9 +744,19 @@ mod tests {
             id = "min"
             command = ["/bin/true"]
         "#;
-        for text in [text, minimal] {
+        for text in [text, minimal, notify] {
             let spec: ChildSpec = toml::from_str(text).expect("config shape");
             let json = serde_json::to_string(&spec).expect("serialize");
+            ready = { http = "http://127.0.0.1:8080/healthz", interval = "50ms", threshold = 2 }
+            health = { exec = ["/bin/check", "--quick"], timeout = "2s" }
+            watchdog = "10s"
+            ready_timeout = "30s"
+        "#;
+        let notify = r#"
+            id = "n"
+            command = ["/bin/true"]
+            ready = "notify"
+            health = { tcp = "[::1]:5432" }
             let back: ChildSpec = serde_json::from_str(&json).expect("reads back");
             assert_eq!(back, spec, "{json}");
         }

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 
-use super::{ChildId, ChildSpec, ResourceUsage};
+use super::{ChildId, ChildSpec, ResourceUsage, Unhealthy};
 
 /// Where a child is in its lifecycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -114,6 +114,9 @@ pub enum SpawnStage {
     /// Making or joining its cgroup, or setting its cgroup limits
     /// (systemd's `219/CGROUP`).
     Cgroup,
+    /// Making the child's sd_notify socket (`ready = "notify"`,
+    /// `watchdog`).
+    Notify,
 }
 
 impl SpawnStage {
@@ -124,6 +127,7 @@ impl SpawnStage {
             SpawnStage::Setuid => "setuid",
             SpawnStage::Limits => "setrlimit",
             SpawnStage::Cgroup => "cgroup",
+            SpawnStage::Notify => "notify",
         }
     }
 }
@@ -168,6 +172,9 @@ pub enum Failure {
     Exit(Exit),
     /// The process could not be started.
     Spawn(SpawnError),
+    /// sgw stopped the process: it was not healthy (`health`, `watchdog`,
+    /// `ready_timeout`).
+    Unhealthy(Unhealthy),
 }
 
 impl fmt::Display for Failure {
@@ -175,6 +182,7 @@ impl fmt::Display for Failure {
         match self {
             Failure::Exit(exit) => exit.fmt(f),
             Failure::Spawn(error) => error.fmt(f),
+            Failure::Unhealthy(cause) => cause.fmt(f),
         }
     }
 }
@@ -283,5 +291,8 @@ pub struct ChildRecord {
     /// What its processes use, measured for this snapshot (none without a
     /// process, or where nothing could be read).
     pub usage: Option<ResourceUsage>,
+    /// The last `STATUS=` the child sent over sd_notify (this run's; empty
+    /// when it sent none).
+    pub status_text: String,
     pub spec: Arc<ChildSpec>,
 }

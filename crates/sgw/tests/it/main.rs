@@ -33,4 +33,6 @@ mod polyglot;
 mod polyglot_clients;
 mod properties;
 mod security;
+mod readiness;
+mod reload;
 mod serve;

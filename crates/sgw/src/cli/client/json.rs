@@ -124,7 +124,7 @@ fn failure(failure: Option<&pb::ChildFailure>) -> Value {
     let (exit_status, spawn) = match &failure.kind {
         Some(pb::child_failure::Kind::Exit(e)) => (Some(e), None),
         Some(pb::child_failure::Kind::Spawn(s)) => (None, Some(s)),
-        None => (None, None),
+        Some(pb::child_failure::Kind::Unhealthy(_)) | None => (None, None),
     };
     json!({
         "exit": exit(exit_status),
@@ -170,6 +170,7 @@ pub fn record(record: &pb::ChildRecord) -> Value {
         "tags": record.tags,
         "since": time(record.since.as_ref()),
         "detail": record.detail,
+        "status_text": record.status_text,
         "spec": record.spec.as_ref().map_or(Value::Null, spec),
         "usage": record.usage.as_ref().map_or(Value::Null, usage),
     })
@@ -299,6 +300,20 @@ fn detail_json(detail: &Detail) -> (&'static str, Value) {
         Detail::ChildBlocked(d) => (
             "child_blocked",
             json!({"waited": duration(d.waited.as_ref()), "pending": pending(&d.pending)}),
+        ),
+        Detail::ChildUnhealthy(d) => (
+            "child_unhealthy",
+            json!({
+                "generation": d.generation,
+                "cause": d.cause.as_ref().map_or(Value::Null, |c| json!({
+                    "kind": name(c.kind, pb::UnhealthyKind::as_str_name),
+                    "probe": c.probe,
+                    "output": c.output,
+                    "failures": c.failures,
+                    "timeout": duration(c.timeout.as_ref()),
+                    "description": c.description,
+                })),
+            }),
         ),
         Detail::ChildExited(d) => (
             "child_exited",

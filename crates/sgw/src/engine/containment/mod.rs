@@ -179,6 +179,12 @@ impl Containment {
         &self.info
     }
 
+    /// The locked state directory, if there is one: private places for
+    /// this instance's own files (the children's notify sockets).
+    pub fn state_dir(&self) -> Option<&Path> {
+        self.state.as_ref().map(|state| state.dir.as_path())
+    }
+
     /// The `leftover_killed` events of the start, once.
     pub fn take_leftovers(&self) -> Vec<Event> {
         std::mem::take(
@@ -395,6 +401,15 @@ impl Unit {
         }
     }
 
+    /// Who belongs to the unit, as a value another task can keep and
+    /// ask (the notify socket's reader checks every sender).
+    pub fn membership(&self) -> Membership {
+        match self {
+            Unit::Cgroup(cgroup) => Membership::Cgroup(cgroup.clone()),
+            Unit::Group(group) => Membership::Group(group.clone()),
+        }
+    }
+
     /// OOM kills so far (cgroup mode with the memory controller).
     pub fn oom_kills(&self) -> Option<u64> {
         match self {
@@ -413,10 +428,42 @@ impl Unit {
     }
 }
 
+/// Who belongs to one run of a child, detached from its unit.
+#[derive(Debug, Clone)]
+pub enum Membership {
+    Cgroup(Cgroup),
+    Group(Group),
+}
+
+impl Membership {
+    /// Whether `pid` is a live process of the run: in its cgroup, or (in
+    /// subreaper mode) its leader, in its process group, carrying its
+    /// marker or descended from a member.
+    pub fn contains(&self, pid: u32) -> bool {
+        match self {
+            Membership::Cgroup(cgroup) => cgroup.pids().contains(&pid),
+            Membership::Group(group) => {
+                let Some(stat) = procfs::stat(pid) else {
+                    return false;
+                };
+                if stat.is_zombie() || stat.start_ticks < group.leader_start {
+                    return false;
+                }
+                pid == group.leader
+                    || stat.pgid == group.leader
+                    || group
+                        .members(&procfs::snapshot())
+                        .iter()
+                        .any(|member| member.pid == pid)
+            }
+        }
+    }
+}
+
 /// A child's processes in subreaper mode: its process group, its
 /// descendants, and whatever carries its marker, all started no earlier
 /// than its main process (which guards against pid reuse).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Group {
     leader: u32,
     leader_start: u64,

@@ -13,6 +13,7 @@ use crate::model::{
     QuarantineReason, ResourceUsage, RestartBudget, RestartPolicy, Rlimit, Severity, SpawnError,
     SpawnStage, SpecError, Umask, echo,
 };
+use crate::model::{Check, HttpTarget, Probe, Ready, TcpTarget, Unhealthy};
 use crate::pb;
 use crate::pb::event::Detail;
 use crate::security::AuditRecord;
@@ -112,6 +113,7 @@ pub fn spawn_error(error: &SpawnError) -> pb::SpawnError {
             SpawnStage::Setuid => pb::SpawnStage::Setuid,
             SpawnStage::Limits => pb::SpawnStage::Limits,
             SpawnStage::Cgroup => pb::SpawnStage::Cgroup,
+            SpawnStage::Notify => pb::SpawnStage::Notify,
         } as i32,
         path: error.path.display().to_string(),
         message: error.message.clone(),
@@ -124,8 +126,109 @@ pub fn failure(failure: &Failure) -> pb::ChildFailure {
         kind: Some(match failure {
             Failure::Exit(e) => pb::child_failure::Kind::Exit(exit(*e)),
             Failure::Spawn(error) => pb::child_failure::Kind::Spawn(spawn_error(error)),
+            Failure::Unhealthy(cause) => pb::child_failure::Kind::Unhealthy(unhealthy(cause)),
         }),
         description: failure.to_string(),
+    }
+}
+
+pub fn unhealthy(cause: &Unhealthy) -> pb::Unhealthy {
+    let description = cause.to_string();
+    match cause {
+        Unhealthy::Probe {
+            probe,
+            output,
+            failures,
+        } => pb::Unhealthy {
+            kind: pb::UnhealthyKind::HealthProbe as i32,
+            probe: probe.clone(),
+            output: output.clone(),
+            failures: *failures,
+            timeout: None,
+            description,
+        },
+        Unhealthy::Watchdog { timeout } => pb::Unhealthy {
+            kind: pb::UnhealthyKind::Watchdog as i32,
+            probe: String::new(),
+            output: String::new(),
+            failures: 0,
+            timeout: Some(duration(*timeout)),
+            description,
+        },
+        Unhealthy::NotReady {
+            timeout,
+            probe,
+            output,
+        } => pb::Unhealthy {
+            kind: pb::UnhealthyKind::NotReady as i32,
+            probe: probe.clone(),
+            output: output.clone(),
+            failures: 0,
+            timeout: Some(duration(*timeout)),
+            description,
+        },
+    }
+}
+
+fn probe(probe: &Probe) -> pb::Probe {
+    pb::Probe {
+        check: Some(match &probe.check {
+            Check::Exec(command) => pb::probe::Check::Exec(pb::ExecCheck {
+                command: command.clone(),
+            }),
+            Check::Tcp(target) => pb::probe::Check::Tcp(target.to_string()),
+            Check::Http(target) => pb::probe::Check::Http(target.to_string()),
+        }),
+        interval: Some(duration(probe.interval)),
+        timeout: Some(duration(probe.timeout)),
+        threshold: probe.threshold.unwrap_or_default(),
+    }
+}
+
+fn ready(ready: &Ready) -> pb::Ready {
+    pb::Ready {
+        kind: Some(match ready {
+            Ready::Notify => pb::ready::Kind::Notify(true),
+            Ready::Probe(p) => pb::ready::Kind::Probe(probe(p)),
+        }),
+    }
+}
+
+/// A probe from `AddChild`; `key` names it in errors (`ready`, `health`).
+fn probe_from_pb(key: &str, raw: pb::Probe) -> Result<Probe, ControlError> {
+    let field = |name: &str| format!("{key}.{name}");
+    let check = match raw.check {
+        Some(pb::probe::Check::Exec(exec)) => Check::Exec(exec.command),
+        Some(pb::probe::Check::Tcp(text)) => {
+            Check::Tcp(TcpTarget::try_from(text).map_err(|m| spec_error(&field("tcp"), m))?)
+        }
+        Some(pb::probe::Check::Http(text)) => {
+            Check::Http(HttpTarget::try_from(text).map_err(|m| spec_error(&field("http"), m))?)
+        }
+        None => {
+            return Err(spec_error(
+                key,
+                "a probe needs exactly one of exec, tcp or http",
+            ));
+        }
+    };
+    let defaults = Probe::new(check);
+    Ok(Probe {
+        interval: from_duration(&field("interval"), raw.interval, defaults.interval)?,
+        timeout: from_duration(&field("timeout"), raw.timeout, defaults.timeout)?,
+        threshold: (raw.threshold != 0).then_some(raw.threshold),
+        check: defaults.check,
+    })
+}
+
+fn ready_from_pb(raw: pb::Ready) -> Result<Ready, ControlError> {
+    match raw.kind {
+        Some(pb::ready::Kind::Notify(true)) => Ok(Ready::Notify),
+        Some(pb::ready::Kind::Probe(p)) => probe_from_pb("ready", p).map(Ready::Probe),
+        Some(pb::ready::Kind::Notify(false)) | None => Err(spec_error(
+            "ready",
+            "set notify = true or a probe (or leave ready unset)",
+        )),
     }
 }
 
@@ -191,6 +294,10 @@ pub fn spec(spec: &ChildSpec) -> pb::ChildSpec {
         cpu_weight: spec.cpu_weight.map(u32::from).unwrap_or_default(),
         pids_max: spec.pids_max.unwrap_or_default(),
         logs: child_logs(&spec.logs),
+        ready: spec.ready.as_ref().map(ready),
+        health: spec.health.as_ref().map(probe),
+        watchdog: spec.watchdog.map(duration),
+        ready_timeout: Some(duration(spec.ready_timeout)),
     }
 }
 
@@ -249,6 +356,7 @@ pub fn record(record: &ChildRecord) -> pb::ChildRecord {
         last_failure: record.last_failure.as_ref().map(failure),
         waiting_for: record.waiting_for.iter().map(pending_dependency).collect(),
         usage: record.usage.as_ref().map(usage),
+        status_text: record.status_text.clone(),
     }
 }
 
@@ -434,6 +542,7 @@ pub fn event_type(t: EventType) -> pb::EventType {
         EventType::ShutdownCompleted => P::ShutdownCompleted,
         EventType::DependencyUnavailable => P::DependencyUnavailable,
         EventType::ChildBlocked => P::ChildBlocked,
+        EventType::ChildUnhealthy => P::ChildUnhealthy,
         EventType::LeftoverKilled => P::LeftoverKilled,
         EventType::OomKilled => P::OomKilled,
         EventType::RuntimeRestored => P::RuntimeRestored,
@@ -526,6 +635,12 @@ fn detail(kind: &EventKind) -> Detail {
         }),
         EventKind::BackoffReset => Detail::BackoffReset(pb::BackoffReset {}),
         EventKind::ChildQuarantined { reason } => Detail::ChildQuarantined(pb::ChildQuarantined {
+        EventKind::ChildUnhealthy { generation, cause } => {
+            Detail::ChildUnhealthy(pb::ChildUnhealthy {
+                generation: *generation,
+                cause: Some(unhealthy(cause)),
+            })
+        }
             reason: reason.to_string(),
             budget_exhausted: matches!(reason, QuarantineReason::BudgetExhausted { .. }),
             after: match reason {
@@ -781,6 +896,13 @@ pub fn change_plan(plan: &ChangePlan) -> pb::ChangePlan {
     if let Some(logs) = raw.logs {
         spec.logs = child_logs_from_pb(logs)?;
     }
+    spec.ready = raw.ready.map(ready_from_pb).transpose()?;
+    spec.health = raw.health.map(|p| probe_from_pb("health", p)).transpose()?;
+    spec.watchdog = raw
+        .watchdog
+        .map(|d| from_duration("watchdog", Some(d), Duration::ZERO))
+        .transpose()?;
+    spec.ready_timeout = from_duration("ready_timeout", raw.ready_timeout, spec.ready_timeout)?;
     Ok(spec)
 }
 
@@ -826,6 +948,15 @@ mod tests {
             rate_burst: Some(0),
             rate_interval: Some(Duration::from_secs(5)),
         };
+        original.ready = Some(Ready::Probe(Probe {
+            threshold: Some(2),
+            ..Probe::new(Check::Http(
+                HttpTarget::try_from("http://127.0.0.1:8080/healthz".to_owned()).expect("url"),
+            ))
+        }));
+        original.health = Some(Probe::new(Check::Exec(vec!["/bin/check".into()])));
+        original.watchdog = Some(Duration::from_secs(10));
+        original.ready_timeout = Duration::from_secs(30);
         let sent = pb::ChildSpec::from(&original);
         assert_eq!(sent.memory_max, "512M");
         assert_eq!(sent.cpu_max, "150%");

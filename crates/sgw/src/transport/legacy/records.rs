@@ -185,6 +185,10 @@ fn payload(kind: &EventKind) -> Value {
         EventKind::RestartScheduled { attempt, delay } => {
             json!({ "attempt": attempt, "delay_millis": millis(*delay) })
         }
+        EventKind::ChildUnhealthy { generation, cause } => json!({
+            "generation": generation,
+            "cause": cause.to_string(),
+        }),
         EventKind::ChildStopping {
             generation,
             signal,

@@ -259,6 +259,9 @@ fn child_node(child: &ChildRecord, path: String) -> Node {
     if let Some(failure) = &child.last_failure {
         diagnostics.insert("last_failure", failure.to_string());
     }
+    if !child.status_text.is_empty() {
+        diagnostics.insert("status_text", child.status_text.clone());
+    }
     Node {
         node_id: path.clone(),
         child_id: Some(child.id.to_string()),

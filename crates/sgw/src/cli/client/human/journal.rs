@@ -48,6 +48,11 @@ fn describe(detail: &Detail) -> String {
         ),
         Detail::ChildExited(d) => format!(
             "exited: {} after {} (generation {}, pid {})",
+        Detail::ChildUnhealthy(d) => format!(
+            "unhealthy, stopping it (generation {}): {}",
+            d.generation,
+            d.cause.as_ref().map_or("", |c| c.description.as_str())
+        ),
             exit(d.exit.as_ref()),
             pb_duration(d.uptime.as_ref()),
             d.generation,

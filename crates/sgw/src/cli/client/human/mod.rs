@@ -161,6 +161,9 @@ fn detail(child: &pb::ChildRecord, now: Option<&prost_types::Timestamp>) -> Stri
         return child.detail.clone();
     }
     let until = child
+    if !child.status_text.is_empty() {
+        return child.status_text.clone();
+    }
         .backoff_until
         .and_then(|t| SystemTime::try_from(t).ok());
     let now = now.and_then(|t| SystemTime::try_from(*t).ok());
@@ -223,6 +226,9 @@ pub fn child(record: &pb::ChildRecord) -> String {
         rows.push(["detail".into(), record.detail.clone()]);
     }
     if let Some(spec) = &record.spec {
+    if !record.status_text.is_empty() {
+        rows.push(["status".into(), record.status_text.clone()]);
+    }
         rows.push(["command".into(), shell_words(&spec.command)]);
         rows.push([
             "restart".into(),
