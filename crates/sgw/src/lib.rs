@@ -14,6 +14,7 @@ pub mod control;
 pub mod engine;
 pub mod gateway;
 pub mod journal;
+pub mod metrics;
 pub mod model;
 /// The generated protobuf and gRPC code (the `sgw-api` crate).
 pub use sgw_api as pb;

@@ -15,6 +15,7 @@ use crate::config::{Config, ConfigFile, StateDir};
 use crate::control::{Command, CommandMeta, CommandRequest, ConfigSource, ControlPlane};
 use crate::engine::{EngineConfig, StartError, Supervisor};
 use crate::gateway::{self, GatewayOptions, Limits};
+use crate::metrics::{self, Metrics, MetricsListener};
 use crate::security::Security;
 use crate::transport::legacy::LegacyOptions;
 
@@ -171,7 +172,16 @@ async fn serve(config: Config, source: Option<Arc<dyn ConfigSource>>, flags: Fla
             return ExitCode::from(EXIT_FAILED);
         }
     };
-    let (Ok(mut term), Ok(mut int)) = (
+    // Bound before any child starts, so a taken address changes nothing.
+    let metrics_listener =
+        match MetricsListener::bind(&config.metrics.listen, &config.gateway).await {
+            Ok(listener) => listener,
+            Err(error) => {
+                eprintln!("error: metrics: {error}");
+                return ExitCode::from(EXIT_FAILED);
+            }
+        };
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
     ) else {
@@ -187,6 +197,8 @@ async fn serve(config: Config, source: Option<Arc<dyn ConfigSource>>, flags: Fla
         signal(SignalKind::hangup()),
     };
     let supervisor = match Supervisor::start(engine, config.children.clone()) {
+    // Exits from here on are counted, including a child's first.
+    let metrics_since = std::time::SystemTime::now();
         Ok(supervisor) => supervisor,
         Err(error) => {
             eprintln!("error: {error}");
@@ -207,7 +219,20 @@ async fn serve(config: Config, source: Option<Arc<dyn ConfigSource>>, flags: Fla
         limits,
         legacy,
         security: Arc::new(Security::new(config.security.clone())),
+        metrics: None,
     };
+    let metrics_url = metrics_listener.as_ref().map(MetricsListener::url);
+    let metrics_task = metrics_listener.map(|listener| {
+        let metrics = Arc::new(Metrics::new());
+        options.metrics = Some(metrics.gateway());
+        tokio::spawn(metrics::serve(
+            metrics,
+            Arc::new(supervisor.clone()),
+            listener,
+            metrics_since,
+            stopping.clone(),
+        ))
+    });
     let mut server = tokio::spawn(gateway::serve_with(
         Arc::new(supervisor.clone()),
         listener,
@@ -219,6 +244,16 @@ async fn serve(config: Config, source: Option<Arc<dyn ConfigSource>>, flags: Fla
         config.gateway.target_id
     );
     println!("try: grpcurl -plaintext -unix {path} list");
+    if let Some(url) = metrics_url {
+        println!("sgw: metrics on {url}");
+    }
+
+    let reloader = supervisor.clone();
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            reload_on_signal(&reloader).await;
+        }
+    });
 
     let mut server_result = None;
     let reason = tokio::select! {
@@ -244,6 +279,10 @@ async fn serve(config: Config, source: Option<Arc<dyn ConfigSource>>, flags: Fla
         Some(result) => Ok(result),
         None => tokio::time::timeout(config.gateway.drain_timeout, &mut server).await,
     };
+    if let Some(task) = metrics_task {
+        // Stopped with `stopping`; a scrape in progress is cut, not awaited.
+        let _ = task.await;
+    }
     drop(guard);
     match drained {
         Ok(Ok(Ok(()))) => ExitCode::SUCCESS,

@@ -5,6 +5,7 @@
 
 mod demo;
 mod gateway;
+mod metrics;
 mod registration;
 mod security;
 mod reload;
@@ -19,6 +20,7 @@ use serde::Deserialize;
 
 pub use demo::DEMO_CONFIG;
 pub use gateway::{GatewayConfig, JournalConfig, LegacyMode};
+pub use metrics::{MetricsConfig, MetricsListen};
 pub use registration::RegistrationConfig;
 pub use security::{
     AddChildConfig, AuditConfig, AuditFailure, IdempotencyConfig, Principals, RateLimitConfig,
@@ -36,6 +38,7 @@ use crate::model::{ChildSpec, ContainmentPreference, SpecError};
 pub struct Config {
     pub gateway: GatewayConfig,
     pub journal: JournalConfig,
+    pub metrics: MetricsConfig,
     pub registration: RegistrationConfig,
     pub security: SecurityConfig,
     pub supervisor: SupervisorConfig,
@@ -53,6 +56,8 @@ struct RawConfig {
     gateway: GatewayConfig,
     #[serde(default)]
     journal: JournalConfig,
+    #[serde(default)]
+    metrics: MetricsConfig,
     #[serde(default)]
     registration: RegistrationConfig,
     #[serde(default)]
@@ -186,6 +191,7 @@ impl Config {
         Ok(Config {
             gateway: raw.gateway,
             journal: raw.journal,
+            metrics: raw.metrics,
             registration: raw.registration,
             security: raw.security,
             supervisor: raw.supervisor,

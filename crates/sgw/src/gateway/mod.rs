@@ -18,6 +18,7 @@ use tracing::Instrument;
 
 use crate::config::GatewayConfig;
 use crate::control::ControlPlane;
+use crate::metrics::GatewayMetrics;
 use crate::security::{Guarded, Security};
 use crate::transport::admission::Shares;
 use crate::transport::grpc::{self, layers};
@@ -84,6 +85,8 @@ pub struct GatewayOptions {
     pub limits: Limits,
     pub legacy: LegacyOptions,
     pub security: Arc<Security>,
+    /// Where connections and RPCs are counted (`[metrics]`); none: not counted.
+    pub metrics: Option<Arc<GatewayMetrics>>,
 }
 
 impl GatewayOptions {
@@ -93,6 +96,7 @@ impl GatewayOptions {
             limits,
             legacy: LegacyOptions::new(""),
             security: Arc::new(Security::default()),
+            metrics: None,
         }
     }
 }
@@ -155,6 +159,7 @@ pub async fn serve_with<C: ControlPlane>(
         limits,
         legacy,
         security,
+        metrics,
     } = options;
     let target_id = control.info().target_id;
     let guard = Guarded::new(control, Arc::clone(&security));
@@ -188,6 +193,9 @@ pub async fn serve_with<C: ControlPlane>(
         legacy.same_socket,
         stop.clone(),
     );
+    if let Some(metrics) = &metrics {
+        metrics.track_connections(acceptor.budget());
+    }
     if let (Some(adapter), Some(target)) = (&adapter, legacy.relay.clone()) {
         let span = tracing::info_span!("registration", relay = %target.socket.display());
         acceptor.tasks().spawn(
@@ -212,6 +220,7 @@ pub async fn serve_with<C: ControlPlane>(
         .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
         .timeout(limits.request_timeout)
         .layer(layers::TraceLayer)
+        .layer(layers::RpcMetricsLayer::new(metrics))
         .layer(tower::util::MapResponseLayer::new(
             layers::size_limit_status(&target_id),
         ))

@@ -9,6 +9,7 @@
 //! look and to stop things.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -68,6 +69,8 @@ pub struct Budget {
     shares: Shares,
     owner_uid: u32,
     held: Mutex<Held>,
+    /// Slots ever given: the metrics' accepted-connections counter.
+    granted: AtomicU64,
 }
 
 impl Budget {
@@ -76,6 +79,7 @@ impl Budget {
             shares,
             owner_uid,
             held: Mutex::new(Held::default()),
+            granted: AtomicU64::new(0),
         })
     }
 
@@ -108,13 +112,19 @@ impl Budget {
             *count += 1;
         }
         held.total += 1;
+        self.granted.fetch_add(1, Ordering::Relaxed);
         Ok(Slot {
             budget: Arc::clone(self),
             uid: uid.filter(|_| !owner),
         })
     }
 
-    /// Connections held now (for tests and diagnostics).
+    /// Connections admitted since the budget was made.
+    pub fn granted(&self) -> u64 {
+        self.granted.load(Ordering::Relaxed)
+    }
+
+    /// Connections held now (for tests, diagnostics and metrics).
     pub fn held(&self) -> usize {
         self.held
             .lock()
@@ -325,6 +335,7 @@ mod tests {
             .collect();
         drop((again, b));
         assert_eq!(budget.held(), 0);
+        assert_eq!(budget.granted(), 8, "slots given, refusals not counted");
     }
 
     /// A uid's count stops at the cap and recovers as slots drop; other

@@ -181,6 +181,11 @@ impl<C: ControlPlane> Acceptor<C> {
         }
     }
 
+    /// The connection budget, for metrics to read at scrape time.
+    pub fn budget(&self) -> Arc<Budget> {
+        Arc::clone(&self.shared.budget)
+    }
+
     /// Tracks other tasks that must end before the gateway has drained.
     pub fn tasks(&self) -> &TaskTracker {
         &self.shared.tasks

@@ -29,6 +29,7 @@ mod journal;
 mod legacy;
 mod lifecycle;
 mod logs;
+mod metrics;
 mod polyglot;
 mod polyglot_clients;
 mod properties;

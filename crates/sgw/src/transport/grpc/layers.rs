@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -13,6 +14,7 @@ use super::status::{to_status, with_details};
 
 /// The gateway's own services, whose handlers call the guard themselves.
 const GUARDED_PREFIX: &str = "/supervisor.gateway.v1.";
+use crate::metrics::GatewayMetrics;
 use crate::security::{MethodClass, Security};
 use crate::transport::peer::ConnectionInfo;
 
@@ -68,6 +70,100 @@ where
                 let code = grpc_status(response).unwrap_or(Code::Ok);
                 let _entered = span.enter();
                 tracing::debug!(code = ?code, latency_us = started.elapsed().as_micros() as u64, "rpc answered");
+            }
+            result
+        })
+    }
+}
+
+/// Counts every call by method and status code, with its latency to the
+/// response headers, in [`GatewayMetrics`] (nothing without metrics).
+///
+/// The code is read from the `grpc-status` header when the response is
+/// trailers-only, which is how every error a handler or layer returns is
+/// sent; a response that starts with data counts as OK when it starts. So
+/// a streaming call (`SubscribeEvents`, `TailLogs`, health `Watch`) counts
+/// once, at its start, and a call whose error only shows in its trailers
+/// after data (a response past `max_response_bytes`) counts as OK. A call
+/// whose future is dropped before it answers (the client went away, or
+/// `request_timeout` cut it) counts as CANCELLED.
+#[derive(Debug, Clone, Default)]
+pub struct RpcMetricsLayer {
+    metrics: Option<Arc<GatewayMetrics>>,
+}
+
+impl RpcMetricsLayer {
+    pub fn new(metrics: Option<Arc<GatewayMetrics>>) -> Self {
+        Self { metrics }
+    }
+}
+
+impl<S> Layer<S> for RpcMetricsLayer {
+    type Service = RpcMetrics<S>;
+    fn layer(&self, inner: S) -> RpcMetrics<S> {
+        RpcMetrics {
+            inner,
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RpcMetrics<S> {
+    inner: S,
+    metrics: Option<Arc<GatewayMetrics>>,
+}
+
+/// A call being counted: recorded once, as CANCELLED if dropped unanswered.
+struct Counting {
+    metrics: Arc<GatewayMetrics>,
+    path: String,
+    started: Instant,
+    answered: bool,
+}
+
+impl Counting {
+    fn answer(mut self, code: Code) {
+        self.answered = true;
+        self.metrics
+            .observe_rpc(&self.path, code, self.started.elapsed());
+    }
+}
+
+impl Drop for Counting {
+    fn drop(&mut self) {
+        if !self.answered {
+            self.metrics
+                .observe_rpc(&self.path, Code::Cancelled, self.started.elapsed());
+        }
+    }
+}
+
+impl<S, B, R> Service<Request<B>> for RpcMetrics<S>
+where
+    S: Service<Request<B>, Response = Response<R>> + Send,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<S::Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let counting = self.metrics.clone().map(|metrics| Counting {
+            metrics,
+            path: request.uri().path().to_owned(),
+            started: Instant::now(),
+            answered: false,
+        });
+        let future = self.inner.call(request);
+        Box::pin(async move {
+            let result = future.await;
+            if let (Some(counting), Ok(response)) = (counting, &result) {
+                counting.answer(grpc_status(response).unwrap_or(Code::Ok));
             }
             result
         })

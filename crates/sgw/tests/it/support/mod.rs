@@ -309,6 +309,7 @@ impl<'a> GatewayBuilder<'a> {
             limits: self.limits,
             legacy,
             security: Arc::new(supervisor_gateway::security::Security::new(self.security)),
+            metrics: None,
         };
         let server = tokio::spawn(supervisor_gateway::gateway::serve_with(
             control,
