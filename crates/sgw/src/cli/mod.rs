@@ -3,6 +3,7 @@
 
 mod client;
 mod serve;
+mod top;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -64,6 +65,9 @@ pub enum Commands {
     CheckConfig { file: PathBuf },
     #[command(flatten)]
     Client(client::ClientCommand),
+    /// A live dashboard: children, recent events and the selected child's
+    /// log; keys restart, pause and resume (q quits).
+    Top(top::TopArgs),
     /// Print a shell completion script (e.g. `sgw completions bash > /etc/bash_completion.d/sgw`).
     Completions { shell: clap_complete::Shell },
 }
@@ -118,6 +122,7 @@ pub fn run(cli: Cli) -> ExitCode {
             }
         }
         Commands::Client(command) => client::run(command),
+        Commands::Top(args) => top::run(args),
         Commands::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "sgw", &mut std::io::stdout());
             ExitCode::SUCCESS

@@ -62,7 +62,6 @@ pub fn run(config: Option<PathBuf>, flags: Flags, log_format: LogFormat) -> Exit
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    for warning in &config.warnings {
     // What a reload compares the file with. The built-in demo has no file
     // to read again, so it cannot be reloaded.
     let source = config.map(|path| {
@@ -70,6 +69,7 @@ pub fn run(config: Option<PathBuf>, flags: Flags, log_format: LogFormat) -> Exit
         Arc::new(ConfigFile::new(path, &text)) as Arc<dyn ConfigSource>
     });
     let config = loaded;
+    for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
     raise_fd_limit();
@@ -184,6 +184,7 @@ async fn serve(config: Config, source: Option<Arc<dyn ConfigSource>>, flags: Fla
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
     ) else {
         eprintln!("error: cannot install signal handlers");
         return ExitCode::from(EXIT_FAILED);
@@ -193,12 +194,12 @@ async fn serve(config: Config, source: Option<Arc<dyn ConfigSource>>, flags: Fla
         // The daemon owns its process: it reaps every orphan it adopts.
         adopt_orphans: true,
         reset_state: flags.reset_state,
+        config_source: source,
         ..config.engine_config(state_dir)
-        signal(SignalKind::hangup()),
     };
-    let supervisor = match Supervisor::start(engine, config.children.clone()) {
     // Exits from here on are counted, including a child's first.
     let metrics_since = std::time::SystemTime::now();
+    let supervisor = match Supervisor::start(engine, config.children.clone()) {
         Ok(supervisor) => supervisor,
         Err(error) => {
             eprintln!("error: {error}");
@@ -206,7 +207,6 @@ async fn serve(config: Config, source: Option<Arc<dyn ConfigSource>>, flags: Fla
                 eprintln!(
                     "hint: the state directory must be writable by this user; \
                      `--state-dir PATH` picks another, `--ephemeral` keeps nothing \
-        config_source: source,
                      (no journal across restarts, no runtime changes kept)"
                 );
             }

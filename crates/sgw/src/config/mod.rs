@@ -7,8 +7,8 @@ mod demo;
 mod gateway;
 mod metrics;
 mod registration;
-mod security;
 mod reload;
+mod security;
 mod socket;
 mod supervisor;
 
@@ -22,9 +22,9 @@ pub use demo::DEMO_CONFIG;
 pub use gateway::{GatewayConfig, JournalConfig, LegacyMode};
 pub use metrics::{MetricsConfig, MetricsListen};
 pub use registration::RegistrationConfig;
+pub use reload::ConfigFile;
 pub use security::{
     AddChildConfig, AuditConfig, AuditFailure, IdempotencyConfig, Principals, RateLimitConfig,
-pub use reload::ConfigFile;
     SecurityConfig,
 };
 pub use socket::{BindMode, SocketMode, SocketSettingError, default_socket_path};
@@ -222,13 +222,13 @@ impl Config {
                 retain_bytes: self.journal.retain_bytes.0,
                 retain_age: self.journal.retain_age,
             },
+            config_source: None,
         }
     }
 
     /// The state directory to use: none with `--ephemeral`; else
     /// `--state-dir` (or `$SGW_STATE_DIR`, which clap reads into `flag`;
     /// empty means none) made absolute against the current directory;
-            config_source: None,
     /// else `[supervisor] state_dir` (`""`: none); else
     /// [`default_state_dir`] for the target.
     pub fn state_dir(

@@ -35,7 +35,6 @@ pub(super) enum Op {
     Remove,
     /// Stop and end the task; part of a tree shutdown.
     Shutdown,
-}
     /// Take a new spec (a reload); `restart`: the running process must be
     /// replaced for it, else the change applies as it is.
     Update {
@@ -43,6 +42,7 @@ pub(super) enum Op {
         changed: Vec<String>,
         restart: bool,
     },
+}
 
 /// The detail of a child that does not start by itself.
 const AUTOSTART_OFF: &str = "autostart = false: waiting for resume or restart";
@@ -195,6 +195,7 @@ impl ChildTask {
                         self.stop_process().await;
                         return;
                     };
+                    let ends = matches!(op, Op::Remove | Op::Shutdown);
                     let result = self.handle(op).await;
                     let _ = reply.send(result.map(|outcome| (outcome, self.record.borrow().clone())));
                     if ends {
@@ -204,7 +205,6 @@ impl ChildTask {
                 wake = next_wake(&mut self.phase, &self.spec, self.tracker.attempts(), &self.ctx.pacer) => {
                     self.on_wake(wake).await;
                 }
-                    let ends = matches!(op, Op::Remove | Op::Shutdown);
             }
         }
     }
@@ -278,9 +278,9 @@ impl ChildTask {
                 changed,
                 restart,
             } => Ok(self.update(spec, changed, restart).await),
-                self.generation,
-                process.pid()
-            )),
+        }
+    }
+
     /// Takes a new spec. A held child (paused, quarantined, stopped) stays
     /// held and keeps its hold across restarts of sgw under the new spec;
     /// a child that runs or is about to is restarted when the change needs
@@ -485,6 +485,7 @@ impl ChildTask {
             self.generation,
             &self.ctx.containment,
             &self.ctx.output,
+            &watch.env(),
         )
         .await
         {
@@ -515,7 +516,6 @@ impl ChildTask {
         }
     }
 
-    /// What follows a run that ended on its own (`ended`: how).
     /// No exit is made up: the failure is recorded as what it is, and the
     /// policy backs off and eventually quarantines as for a failed run.
     fn spawn_failed(&mut self, error: crate::model::SpawnError) {
@@ -529,6 +529,7 @@ impl ChildTask {
         self.apply_policy(Failure::Spawn(error));
     }
 
+    /// What follows a run that ended on its own (`ended`: how).
     fn apply_policy(&mut self, ended: Failure) {
         match self
             .tracker
@@ -540,7 +541,6 @@ impl ChildTask {
                     until,
                     until_wall: SystemTime::now() + delay,
                 });
-            &watch.env(),
                 self.emit(EventKind::RestartScheduled { attempt, delay });
             }
             Decision::Stop => self.set_phase(Phase::Stopped),

@@ -75,10 +75,10 @@ pub struct EngineConfig {
     /// Drop what operators changed at runtime before the last stop
     /// (`sgw serve --reset-state`): start from the config alone.
     pub reset_state: bool,
-}
     /// Where a reload reads the configuration again; `None`: reloads are
     /// not supported.
     pub config_source: Option<Arc<dyn ConfigSource>>,
+}
 
 /// The event journal on disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,8 +127,8 @@ impl Default for EngineConfig {
             restart_rate: Some(RestartRate::default()),
             journal: JournalSettings::default(),
             reset_state: false,
-        }
             config_source: None,
+        }
     }
 }
 
@@ -145,10 +145,10 @@ struct Registry {
     children: HashMap<ChildId, ChildHandle>,
     /// Children whose removal is under way: nothing new may depend on them.
     removing: HashSet<ChildId>,
-}
     /// The configuration last applied (at start or by a reload): what a
     /// reload compares the file with, and the templates a scale uses.
     config: ChildSet,
+}
 
 impl Registry {
     fn known(&self) -> Vec<ChildId> {
@@ -194,8 +194,8 @@ pub(crate) struct Context {
     store: Option<EventStore>,
     /// Runtime decisions kept across restarts (with a state directory).
     intent: Option<IntentStore>,
-}
     config_source: Option<Arc<dyn ConfigSource>>,
+}
 
 impl Context {
     fn read(&self) -> RwLockReadGuard<'_, Registry> {
@@ -246,8 +246,8 @@ impl Supervisor {
         }
         tracing::info!(containment = %containment.info(), "children are contained");
         let leftovers = containment.take_leftovers();
-        let Restored {
         let config_children = children.clone();
+        let Restored {
             intent,
             children,
             mut holds,
@@ -323,8 +323,8 @@ impl Supervisor {
             pacer: Pacer::new(config.restart_rate),
             store,
             intent,
-        });
             config_source: config.config_source,
+        });
         for event in leftovers {
             if let EventKind::LeftoverKilled {
                 processes,
@@ -353,8 +353,8 @@ impl Supervisor {
         }
         let supervisor = Self { ctx };
         let mut registry = supervisor.ctx.write();
-        for spec in children.into_specs() {
         registry.config = config_children;
+        for spec in children.into_specs() {
             let hold = holds.remove(&spec.id);
             supervisor.insert(&mut registry, spec, hold);
         }
@@ -492,7 +492,6 @@ impl Supervisor {
                 self.admit(&Command::Remove(id.clone()))?;
                 self.remove_child(&id).await.map(|outcome| (outcome, None))
             }
-            Command::Shutdown => self.shutdown_tree().await.map(|outcome| (outcome, None)),
             Command::Reload(change) => self
                 .apply_change(CommandKind::ReloadConfig, *change)
                 .await
@@ -501,6 +500,7 @@ impl Supervisor {
                 .apply_change(CommandKind::ScaleChild, *change)
                 .await
                 .map(|outcome| (outcome, None)),
+            Command::Shutdown => self.shutdown_tree().await.map(|outcome| (outcome, None)),
             Command::Restart(id) => self.child_command(&id, Op::Restart).await,
             Command::Pause(id) => self.child_command(&id, Op::Pause).await,
             Command::Resume(id) => self.child_command(&id, Op::Resume).await,
@@ -508,7 +508,6 @@ impl Supervisor {
         }
     }
 
-    /// A command carried out by the child's own task.
     /// Stops and forgets a child; the caller holds the tree lock. The
     /// removal is recorded, so a restart of sgw does not bring the child
     /// back from the config.
@@ -645,6 +644,7 @@ impl Supervisor {
         }
     }
 
+    /// A command carried out by the child's own task.
     async fn child_command(
         &self,
         id: &ChildId,
@@ -846,7 +846,6 @@ impl ControlPlane for Supervisor {
         self.run_command(request).await
     }
 
-    fn events(&self) -> &EventJournal {
     async fn plan_reload(&self) -> Result<TreeChange, ControlError> {
         let Some(source) = self.ctx.config_source.clone() else {
             return Err(ControlError::Unsupported {
@@ -875,6 +874,7 @@ impl ControlPlane for Supervisor {
         change::scale(&running, &config, group, instances)
     }
 
+    fn events(&self) -> &EventJournal {
         &self.ctx.events
     }
 

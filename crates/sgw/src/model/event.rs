@@ -162,13 +162,6 @@ pub enum EventKind {
         oom_kills: u64,
         memory_max: Option<Bytes>,
     },
-}
-
-/// Event kinds by name, for filtering.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum EventType {
-    ChildAdded,
-    WaitingForDependencies,
     /// A reload or scale worked out what to change; the steps' own events
     /// (`ChildAdded`, `ChildUpdated`, `ChildRemoved`) follow.
     ChangePlanned {
@@ -181,6 +174,13 @@ pub enum EventType {
         changed: Vec<String>,
         restarted: bool,
     },
+}
+
+/// Event kinds by name, for filtering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventType {
+    ChildAdded,
+    WaitingForDependencies,
     ChildStarting,
     ChildRunning,
     SpawnFailed,
@@ -203,6 +203,8 @@ pub enum EventType {
     LeftoverKilled,
     OomKilled,
     RuntimeRestored,
+    ChangePlanned,
+    ChildUpdated,
 }
 
 impl EventType {
@@ -211,8 +213,6 @@ impl EventType {
         EventType::WaitingForDependencies,
         EventType::ChildStarting,
         EventType::ChildRunning,
-    ChangePlanned,
-    ChildUpdated,
         EventType::SpawnFailed,
         EventType::ChildExited,
         EventType::RestartScheduled,
@@ -233,6 +233,8 @@ impl EventType {
         EventType::LeftoverKilled,
         EventType::OomKilled,
         EventType::RuntimeRestored,
+        EventType::ChangePlanned,
+        EventType::ChildUpdated,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -242,8 +244,6 @@ impl EventType {
             EventType::ChildStarting => "child_starting",
             EventType::ChildRunning => "child_running",
             EventType::SpawnFailed => "spawn_failed",
-        EventType::ChangePlanned,
-        EventType::ChildUpdated,
             EventType::ChildExited => "child_exited",
             EventType::RestartScheduled => "restart_scheduled",
             EventType::ChildStopping => "child_stopping",
@@ -263,6 +263,8 @@ impl EventType {
             EventType::LeftoverKilled => "leftover_killed",
             EventType::OomKilled => "oom_killed",
             EventType::RuntimeRestored => "runtime_restored",
+            EventType::ChangePlanned => "change_planned",
+            EventType::ChildUpdated => "child_updated",
         }
     }
 
@@ -273,8 +275,6 @@ impl EventType {
 
 /// How loudly a dashboard should show an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-            EventType::ChangePlanned => "change_planned",
-            EventType::ChildUpdated => "child_updated",
 pub enum Severity {
     Info,
     Warning,
@@ -318,6 +318,8 @@ impl EventKind {
             EventKind::LeftoverKilled { .. } => EventType::LeftoverKilled,
             EventKind::OomKilled { .. } => EventType::OomKilled,
             EventKind::RuntimeRestored { .. } => EventType::RuntimeRestored,
+            EventKind::ChangePlanned { .. } => EventType::ChangePlanned,
+            EventKind::ChildUpdated { .. } => EventType::ChildUpdated,
         }
     }
 
@@ -329,8 +331,6 @@ impl EventKind {
             | EventKind::OomKilled { .. } => Severity::Error,
             EventKind::ChildExited { exit, .. } if *exit != Exit::Code(0) => Severity::Warning,
             EventKind::StopEscalated { .. }
-            EventKind::ChangePlanned { .. } => EventType::ChangePlanned,
-            EventKind::ChildUpdated { .. } => EventType::ChildUpdated,
             | EventKind::RestartScheduled { .. }
             | EventKind::DependencyUnavailable { .. }
             | EventKind::ChildUnhealthy { .. }

@@ -324,6 +324,12 @@ pub struct ChildSpec {
     pub instances: Option<u32>,
 }
 
+/// The most instances one `[[child]]` table may expand to.
+pub const MAX_INSTANCES: u32 = 1000;
+
+/// What `{instance}` is replaced with in an instance's spec.
+const INSTANCE_PLACEHOLDER: &str = "{instance}";
+
 /// A file mode creation mask: octal permission bits, at most `0777`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -359,12 +365,6 @@ impl fmt::Display for Umask {
         write!(f, "{:04o}", self.0)
     }
 }
-
-/// The most instances one `[[child]]` table may expand to.
-pub const MAX_INSTANCES: u32 = 1000;
-
-/// What `{instance}` is replaced with in an instance's spec.
-const INSTANCE_PLACEHOLDER: &str = "{instance}";
 
 /// The resource limits a child can be given (setrlimit(2) names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]
@@ -631,6 +631,14 @@ impl ChildSpec {
         if self.cpu_weight.is_some_and(|w| !(1..=10_000).contains(&w)) {
             return Err(SpecError::new("cpu_weight", "must be between 1 and 10000"));
         }
+        if let Some(n) = self.instances
+            && !(1..=MAX_INSTANCES).contains(&n)
+        {
+            return Err(SpecError::new(
+                "instances",
+                format!("must be between 1 and {MAX_INSTANCES} (got {n})"),
+            ));
+        }
         if self.pids_max == Some(0) {
             return Err(SpecError::new("pids_max", "must be at least 1"));
         }
@@ -642,6 +650,7 @@ impl ChildSpec {
         if let Err((key, message)) = super::LogPolicy::default().for_child(&self.logs).validate() {
             return Err(SpecError::new(format!("logs.{key}"), message));
         }
+        self.validate_readiness()?;
         if let Some(tag) = self
             .tags
             .iter()
@@ -650,21 +659,12 @@ impl ChildSpec {
             return Err(SpecError::new(
                 "tags",
                 format!("tag {tag:?} must be 1-64 characters"),
-        self.validate_readiness()?;
             ));
         }
         Ok(())
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A spec written out (to keep an added child across restarts) reads
-    /// back as the same spec through the config's own parser.
-    #[test]
-    fn a_serialized_spec_reads_back_unchanged() {
 impl ChildSpec {
     fn validate_readiness(&self) -> Result<(), SpecError> {
         if self.ready_timeout.is_zero() {
@@ -714,6 +714,14 @@ fn validate_probe(key: &str, probe: &Probe) -> Result<(), SpecError> {
     Ok(())
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A spec written out (to keep an added child across restarts) reads
+    /// back as the same spec through the config's own parser.
+    #[test]
+    fn a_serialized_spec_reads_back_unchanged() {
         let text = r#"
             id = "web"
             command = ["/usr/bin/python3", "-m", "http.server"]
@@ -739,14 +747,6 @@ fn validate_probe(key: &str, probe: &Probe) -> Result<(), SpecError> {
             cpu_weight = 200
             pids_max = 64
             logs = { memory_bytes = "2M", rate_interval = "10s" }
-        "#;
-        let minimal = r#"
-            id = "min"
-            command = ["/bin/true"]
-        "#;
-        for text in [text, minimal, notify] {
-            let spec: ChildSpec = toml::from_str(text).expect("config shape");
-            let json = serde_json::to_string(&spec).expect("serialize");
             ready = { http = "http://127.0.0.1:8080/healthz", interval = "50ms", threshold = 2 }
             health = { exec = ["/bin/check", "--quick"], timeout = "2s" }
             watchdog = "10s"
@@ -757,6 +757,14 @@ fn validate_probe(key: &str, probe: &Probe) -> Result<(), SpecError> {
             command = ["/bin/true"]
             ready = "notify"
             health = { tcp = "[::1]:5432" }
+        "#;
+        let minimal = r#"
+            id = "min"
+            command = ["/bin/true"]
+        "#;
+        for text in [text, minimal, notify] {
+            let spec: ChildSpec = toml::from_str(text).expect("config shape");
+            let json = serde_json::to_string(&spec).expect("serialize");
             let back: ChildSpec = serde_json::from_str(&json).expect("reads back");
             assert_eq!(back, spec, "{json}");
         }
@@ -805,13 +813,5 @@ fn validate_probe(key: &str, probe: &Probe) -> Result<(), SpecError> {
             spec.validate().map_err(|e| e.field),
             Err("depends_on".to_owned())
         );
-        if let Some(n) = self.instances
-            && !(1..=MAX_INSTANCES).contains(&n)
-        {
-            return Err(SpecError::new(
-                "instances",
-                format!("must be between 1 and {MAX_INSTANCES} (got {n})"),
-            ));
-        }
     }
 }

@@ -384,6 +384,19 @@ fn detail_json(detail: &Detail) -> (&'static str, Value) {
                 "found_in": d.found_in,
             }),
         ),
+        Detail::ChangePlanned(d) => (
+            "change_planned",
+            json!({
+                "command": pb::CommandType::try_from(d.command)
+                    .map(|c| c.as_str_name())
+                    .unwrap_or("COMMAND_TYPE_UNSPECIFIED"),
+                "plan": d.plan.as_ref().map(change_plan),
+            }),
+        ),
+        Detail::ChildUpdated(d) => (
+            "child_updated",
+            json!({"changed": d.changed, "restarted": d.restarted}),
+        ),
         Detail::RuntimeRestored(d) => (
             "runtime_restored",
             json!({
@@ -399,40 +412,12 @@ fn detail_json(detail: &Detail) -> (&'static str, Value) {
             json!({
                 "generation": d.generation,
                 "oom_kills": d.oom_kills,
-        Detail::ChangePlanned(d) => (
-            "change_planned",
-            json!({
-                "command": pb::CommandType::try_from(d.command)
-                    .map(|c| c.as_str_name())
-                    .unwrap_or("COMMAND_TYPE_UNSPECIFIED"),
-                "plan": d.plan.as_ref().map(change_plan),
-            }),
-        ),
-        Detail::ChildUpdated(d) => (
-            "child_updated",
-            json!({"changed": d.changed, "restarted": d.restarted}),
-        ),
                 "memory_max": d.memory_max,
             }),
         ),
     }
 }
 
-/// A `TailLogsResponse` carrying a line: `{"line": {...}}`.
-pub fn log_line(line: &pb::LogLine) -> Value {
-    json!({"line": {
-        "sequence": line.sequence,
-        "time": time(line.time.as_ref()),
-        "child_id": line.child_id,
-        "stream": name(line.stream, pb::LogStream::as_str_name),
-        "text": line.text,
-        "truncated": line.truncated,
-        "generation": line.generation,
-        "suppressed": line.suppressed,
-    }})
-}
-
-#[cfg(test)]
 /// `reload` / `scale`: `{"plan": {...}, "result": {...}}` (no result for a
 /// dry run).
 pub fn change_response(plan: &pb::ChangePlan, result: Option<&pb::CommandResult>) -> Value {
@@ -458,6 +443,21 @@ pub fn change_plan(plan: &pb::ChangePlan) -> Value {
     })
 }
 
+/// A `TailLogsResponse` carrying a line: `{"line": {...}}`.
+pub fn log_line(line: &pb::LogLine) -> Value {
+    json!({"line": {
+        "sequence": line.sequence,
+        "time": time(line.time.as_ref()),
+        "child_id": line.child_id,
+        "stream": name(line.stream, pb::LogStream::as_str_name),
+        "text": line.text,
+        "truncated": line.truncated,
+        "generation": line.generation,
+        "suppressed": line.suppressed,
+    }})
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -5,7 +5,7 @@
 mod command;
 mod error;
 mod events;
-mod human;
+pub(in crate::cli) mod human;
 mod json;
 mod logs;
 mod read;

@@ -61,9 +61,9 @@ pub fn command_type(kind: CommandKind) -> pb::CommandType {
         CommandKind::RemoveChild => pb::CommandType::RemoveChild,
         CommandKind::AddChild => pb::CommandType::AddChild,
         CommandKind::ShutdownTree => pb::CommandType::ShutdownTree,
-    }
         CommandKind::ReloadConfig => pb::CommandType::ReloadConfig,
         CommandKind::ScaleChild => pb::CommandType::ScaleChild,
+    }
 }
 
 pub fn state(state: ChildState) -> pb::ChildState {
@@ -546,6 +546,8 @@ pub fn event_type(t: EventType) -> pb::EventType {
         EventType::LeftoverKilled => P::LeftoverKilled,
         EventType::OomKilled => P::OomKilled,
         EventType::RuntimeRestored => P::RuntimeRestored,
+        EventType::ChangePlanned => P::ChangePlanned,
+        EventType::ChildUpdated => P::ChildUpdated,
     }
 }
 
@@ -633,14 +635,14 @@ fn detail(kind: &EventKind) -> Detail {
             generation: *generation,
             pid: *pid,
         }),
-        EventKind::BackoffReset => Detail::BackoffReset(pb::BackoffReset {}),
-        EventKind::ChildQuarantined { reason } => Detail::ChildQuarantined(pb::ChildQuarantined {
         EventKind::ChildUnhealthy { generation, cause } => {
             Detail::ChildUnhealthy(pb::ChildUnhealthy {
                 generation: *generation,
                 cause: Some(unhealthy(cause)),
             })
         }
+        EventKind::BackoffReset => Detail::BackoffReset(pb::BackoffReset {}),
+        EventKind::ChildQuarantined { reason } => Detail::ChildQuarantined(pb::ChildQuarantined {
             reason: reason.to_string(),
             budget_exhausted: matches!(reason, QuarantineReason::BudgetExhausted { .. }),
             after: match reason {
@@ -661,8 +663,6 @@ fn detail(kind: &EventKind) -> Detail {
             command_id: command_id.clone(),
             command: command_type(*command) as i32,
             request_id: request_id.clone(),
-        EventType::ChangePlanned => P::ChangePlanned,
-        EventType::ChildUpdated => P::ChildUpdated,
             requested_by: requested_by.clone(),
             reason: reason.clone(),
         }),
@@ -711,6 +711,34 @@ fn detail(kind: &EventKind) -> Detail {
                 overridden: ids(overridden),
             })
         }
+        EventKind::ChangePlanned { command, plan } => Detail::ChangePlanned(pb::ChangePlanned {
+            command: command_type(*command) as i32,
+            plan: Some(change_plan(plan)),
+        }),
+        EventKind::ChildUpdated { changed, restarted } => Detail::ChildUpdated(pb::ChildUpdated {
+            changed: changed.clone(),
+            restarted: *restarted,
+        }),
+    }
+}
+
+/// A reload's or scale's plan.
+pub fn change_plan(plan: &ChangePlan) -> pb::ChangePlan {
+    let ids = |ids: &[ChildId]| ids.iter().map(ToString::to_string).collect();
+    pb::ChangePlan {
+        add: ids(&plan.add),
+        update: plan
+            .update
+            .iter()
+            .map(|update| pb::ChildUpdate {
+                child_id: update.id.to_string(),
+                changed: update.changed.clone(),
+                restart: update.restart,
+            })
+            .collect(),
+        remove: ids(&plan.remove),
+        unchanged: ids(&plan.unchanged),
+        not_applied: plan.not_applied.clone(),
     }
 }
 
@@ -826,34 +854,6 @@ pub fn spec_from_pb(raw: pb::ChildSpec) -> Result<ChildSpec, ControlError> {
         Ok(pb::Criticality::Standard) => Criticality::Standard,
         Ok(pb::Criticality::BestEffort) => Criticality::BestEffort,
         Err(_) => return Err(spec_error("criticality", "unknown Criticality")),
-        EventKind::ChangePlanned { command, plan } => Detail::ChangePlanned(pb::ChangePlanned {
-            command: command_type(*command) as i32,
-            plan: Some(change_plan(plan)),
-        }),
-        EventKind::ChildUpdated { changed, restarted } => Detail::ChildUpdated(pb::ChildUpdated {
-            changed: changed.clone(),
-            restarted: *restarted,
-        }),
-    }
-}
-
-/// A reload's or scale's plan.
-pub fn change_plan(plan: &ChangePlan) -> pb::ChangePlan {
-    let ids = |ids: &[ChildId]| ids.iter().map(ToString::to_string).collect();
-    pb::ChangePlan {
-        add: ids(&plan.add),
-        update: plan
-            .update
-            .iter()
-            .map(|update| pb::ChildUpdate {
-                child_id: update.id.to_string(),
-                changed: update.changed.clone(),
-                restart: update.restart,
-            })
-            .collect(),
-        remove: ids(&plan.remove),
-        unchanged: ids(&plan.unchanged),
-        not_applied: plan.not_applied.clone(),
     };
     spec.tags = raw.tags;
     spec.autostart = raw.autostart.unwrap_or(true);

@@ -262,10 +262,6 @@ fn payload(kind: &EventKind) -> Value {
             "removed": removed,
             "overridden": overridden,
         }),
-    }
-}
-
-#[cfg(test)]
         EventKind::ChangePlanned { command, plan } => json!({
             "command": command.as_str(),
             "add": plan.add,
@@ -282,6 +278,10 @@ fn payload(kind: &EventKind) -> Value {
             "changed": changed,
             "restarted": restarted,
         }),
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::model::{Bytes, LeftoverProcess};

@@ -23,7 +23,9 @@ pub fn event(event: &pb::Event) -> String {
     )
 }
 
-fn describe(detail: &Detail) -> String {
+/// What happened, without time, sequence or child (`sgw top` shows those in
+/// columns of its own).
+pub fn describe(detail: &Detail) -> String {
     match detail {
         Detail::ChildAdded(_) => "added".into(),
         Detail::WaitingForDependencies(d) => format!("waiting for {}", d.pending.join(", ")),
@@ -46,13 +48,13 @@ fn describe(detail: &Detail) -> String {
             pb_duration(d.waited.as_ref()),
             super::pending(&d.pending)
         ),
-        Detail::ChildExited(d) => format!(
-            "exited: {} after {} (generation {}, pid {})",
         Detail::ChildUnhealthy(d) => format!(
             "unhealthy, stopping it (generation {}): {}",
             d.generation,
             d.cause.as_ref().map_or("", |c| c.description.as_str())
         ),
+        Detail::ChildExited(d) => format!(
+            "exited: {} after {} (generation {}, pid {})",
             exit(d.exit.as_ref()),
             pb_duration(d.uptime.as_ref()),
             d.generation,
@@ -116,13 +118,6 @@ fn describe(detail: &Detail) -> String {
                 processes.join(", ")
             )
         }
-        Detail::RuntimeRestored(d) => {
-            let parts: Vec<String> = [
-                ("paused", &d.paused),
-                ("quarantined", &d.quarantined),
-                ("added", &d.added),
-                ("removed", &d.removed),
-                ("config overrides", &d.overridden),
         Detail::ChangePlanned(d) => {
             let what = match pb::CommandType::try_from(d.command) {
                 Ok(pb::CommandType::ScaleChild) => "scale",
@@ -140,6 +135,13 @@ fn describe(detail: &Detail) -> String {
                 "; applied without a restart"
             }
         ),
+        Detail::RuntimeRestored(d) => {
+            let parts: Vec<String> = [
+                ("paused", &d.paused),
+                ("quarantined", &d.quarantined),
+                ("added", &d.added),
+                ("removed", &d.removed),
+                ("config overrides", &d.overridden),
             ]
             .iter()
             .filter(|(_, ids)| !ids.is_empty())
@@ -201,13 +203,6 @@ pub fn log_line(line: &pb::LogLine) -> String {
     )
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn containment_events_read_as_sentences() {
-        let leftover = Detail::LeftoverKilled(pb::LeftoverKilled {
 /// A change plan on one line: `add a, b; update c (command: restart);
 /// remove d; 3 unchanged`.
 fn plan_line(plan: &pb::ChangePlan) -> String {
@@ -246,6 +241,13 @@ fn plan_line(plan: &pb::ChangePlan) -> String {
     parts.join("; ")
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn containment_events_read_as_sentences() {
+        let leftover = Detail::LeftoverKilled(pb::LeftoverKilled {
             processes: vec![
                 pb::LeftoverProcess {
                     pid: 41,

@@ -3,7 +3,7 @@
 
 mod journal;
 
-pub use journal::{event, gap, log_line};
+pub use journal::{describe, event, gap, log_line};
 
 use std::time::{Duration, SystemTime};
 
@@ -155,15 +155,16 @@ fn table<const N: usize>(rows: &[[String; N]]) -> String {
     out
 }
 
-/// The record's own detail, or when a BACKOFF child restarts.
-fn detail(child: &pb::ChildRecord, now: Option<&prost_types::Timestamp>) -> String {
+/// The record's own detail, or its sd_notify `STATUS=`, or when a BACKOFF
+/// child restarts.
+pub fn detail(child: &pb::ChildRecord, now: Option<&prost_types::Timestamp>) -> String {
     if !child.detail.is_empty() {
         return child.detail.clone();
     }
-    let until = child
     if !child.status_text.is_empty() {
         return child.status_text.clone();
     }
+    let until = child
         .backoff_until
         .and_then(|t| SystemTime::try_from(t).ok());
     let now = now.and_then(|t| SystemTime::try_from(*t).ok());
@@ -225,10 +226,10 @@ pub fn child(record: &pb::ChildRecord) -> String {
     if !record.detail.is_empty() {
         rows.push(["detail".into(), record.detail.clone()]);
     }
-    if let Some(spec) = &record.spec {
     if !record.status_text.is_empty() {
         rows.push(["status".into(), record.status_text.clone()]);
     }
+    if let Some(spec) = &record.spec {
         rows.push(["command".into(), shell_words(&spec.command)]);
         rows.push([
             "restart".into(),
@@ -363,13 +364,6 @@ pub fn info(info: &pb::GetInfoResponse, socket: &std::path::Path) -> String {
 
 /// `web: restarted (generation 3, pid 812); now running [command c-17]`.
 /// `child_id` names the subject when the result has no record (remove).
-pub fn command(result: &pb::CommandResult, child_id: Option<&str>) -> String {
-    let subject = match (&result.child, child_id) {
-        (Some(child), _) => child.child_id.clone(),
-        (None, Some(id)) => id.to_owned(),
-        (None, None) => command_name(result.command),
-    };
-    let now = result
 /// A reload's or scale's plan, one step per line.
 pub fn change_plan(what: &str, plan: &pb::ChangePlan) -> String {
     let mut text = format!("{what} plan:\n");
@@ -401,6 +395,13 @@ pub fn change_plan(what: &str, plan: &pb::ChangePlan) -> String {
     text
 }
 
+pub fn command(result: &pb::CommandResult, child_id: Option<&str>) -> String {
+    let subject = match (&result.child, child_id) {
+        (Some(child), _) => child.child_id.clone(),
+        (None, Some(id)) => id.to_owned(),
+        (None, None) => command_name(result.command),
+    };
+    let now = result
         .child
         .as_ref()
         .map(|c| format!("; now {}", state_name(c.state)))
