@@ -17,6 +17,7 @@ use prost::Message as _;
 use tonic::Code;
 
 use crate::transport::admission::Budget;
+use crate::transport::grpc::status::code_name;
 
 /// The label of a call to a method the gateway does not serve. Paths are
 /// chosen by clients: naming each would let any caller grow the registry
@@ -168,30 +169,6 @@ fn served_methods() -> HashSet<String> {
         })
     })
     .collect()
-}
-
-/// The canonical upper-case name of a gRPC status code, as the contract
-/// and every gRPC implementation write it.
-pub fn code_name(code: Code) -> &'static str {
-    match code {
-        Code::Ok => "OK",
-        Code::Cancelled => "CANCELLED",
-        Code::Unknown => "UNKNOWN",
-        Code::InvalidArgument => "INVALID_ARGUMENT",
-        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        Code::NotFound => "NOT_FOUND",
-        Code::AlreadyExists => "ALREADY_EXISTS",
-        Code::PermissionDenied => "PERMISSION_DENIED",
-        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        Code::FailedPrecondition => "FAILED_PRECONDITION",
-        Code::Aborted => "ABORTED",
-        Code::OutOfRange => "OUT_OF_RANGE",
-        Code::Unimplemented => "UNIMPLEMENTED",
-        Code::Internal => "INTERNAL",
-        Code::Unavailable => "UNAVAILABLE",
-        Code::DataLoss => "DATA_LOSS",
-        Code::Unauthenticated => "UNAUTHENTICATED",
-    }
 }
 
 #[cfg(test)]

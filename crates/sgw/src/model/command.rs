@@ -30,17 +30,11 @@ impl CommandKind {
         CommandKind::ScaleChild,
     ];
 
-    /// The commands the legacy protocol (`dashboard-ipc.v1`) carries: a
-    /// reload or scale exists only on gRPC.
-    pub const LEGACY: [CommandKind; 7] = [
-        CommandKind::RestartChild,
-        CommandKind::PauseChild,
-        CommandKind::ResumeChild,
-        CommandKind::QuarantineChild,
-        CommandKind::RemoveChild,
-        CommandKind::AddChild,
-        CommandKind::ShutdownTree,
-    ];
+    /// Whether the legacy protocol (`dashboard-ipc.v1`) carries this
+    /// command: a reload or scale exists only on gRPC.
+    pub fn is_legacy(self) -> bool {
+        !matches!(self, CommandKind::ReloadConfig | CommandKind::ScaleChild)
+    }
 
     /// The snake_case name both protocols use.
     pub fn as_str(self) -> &'static str {

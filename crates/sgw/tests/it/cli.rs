@@ -46,17 +46,6 @@ impl Env {
     }
 }
 
-#[track_caller]
-fn assert_exit(output: &Output, code: i32) {
-    assert_eq!(
-        output.status.code(),
-        Some(code),
-        "stdout:\n{}\nstderr:\n{}",
-        stdout(output),
-        stderr(output)
-    );
-}
-
 fn uid() -> u32 {
     nix::unistd::geteuid().as_raw()
 }

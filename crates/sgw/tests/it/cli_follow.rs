@@ -18,14 +18,7 @@ fn is_event(line: &str, event_type: &str) -> bool {
 }
 
 fn last_event_sequence(socket: &Path) -> u64 {
-    let output = sgw(&[
-        "state",
-        "--json",
-        "--socket",
-        socket.to_str().expect("utf-8"),
-    ]);
-    assert!(output.status.success(), "{}", stderr(&output));
-    json_lines(&output)[0]["last_event_sequence"]
+    state_json(socket.to_str().expect("utf-8"))["last_event_sequence"]
         .as_u64()
         .expect("last_event_sequence")
 }

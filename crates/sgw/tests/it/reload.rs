@@ -11,9 +11,12 @@ use supervisor_gateway::control::{
     Command, ConfigSource, ControlError, ControlPlane, Reloaded, TreeChange,
 };
 use supervisor_gateway::engine::{ChildSet, EngineConfig, Supervisor};
-use supervisor_gateway::model::{ChildSpec, ChildState, EventKind};
+use supervisor_gateway::journal::Subscription;
+use supervisor_gateway::model::{ChildId, ChildSpec, ChildState, Event, EventKind};
 
-use crate::cli_support::{Running, Server, json_lines, sgw, stderr, stdout};
+use crate::cli_support::{
+    Running, Server, assert_exit, json_lines, sgw, state_json, stderr, stdout,
+};
 use crate::support::{self, id, is, sh, subscribe, wait_event};
 
 /// A configuration the test replaces between reloads.
@@ -46,6 +49,27 @@ fn start(specs: Vec<ChildSpec>) -> (Supervisor, Arc<Source>) {
     (support::start_with(config, specs), source)
 }
 
+/// Starts the engine on `specs` and waits until every child (each
+/// instance of a group) has been reported running, in whatever order.
+async fn started(specs: Vec<ChildSpec>) -> (Supervisor, Arc<Source>, Subscription<Event>) {
+    let mut pending: Vec<ChildId> = ChildSet::new(specs.clone())
+        .expect("valid tree")
+        .specs()
+        .iter()
+        .map(|s| s.id.clone())
+        .collect();
+    let (sup, source) = start(specs);
+    let mut events = subscribe(&sup);
+    while !pending.is_empty() {
+        let record = wait_event(&mut events, "every child running", |e| {
+            matches!(e.kind, EventKind::ChildRunning { .. })
+        })
+        .await;
+        pending.retain(|id| record.body.child_id.as_ref() != Some(id));
+    }
+    (sup, source, events)
+}
+
 async fn pid(sup: &Supervisor, child: &str) -> Option<u32> {
     sup.child(&id(child)).await.expect("child").pid
 }
@@ -65,21 +89,13 @@ fn sleeper(child: &str) -> ChildSpec {
 /// restart, a deleted child is removed and a new one started.
 #[tokio::test]
 async fn a_reload_touches_only_what_changed() {
-    let (sup, source) = start(vec![
+    let (sup, source, mut events) = started(vec![
         sleeper("keep"),
         sleeper("cmd"),
         sleeper("policy"),
         sleeper("gone"),
-    ]);
-    let mut events = subscribe(&sup);
-    for child in ["keep", "cmd", "policy", "gone"] {
-        wait_event(
-            &mut events,
-            child,
-            is(|k| matches!(k, EventKind::ChildRunning { .. }), child),
-        )
-        .await;
-    }
+    ])
+    .await;
     let before: Vec<Option<u32>> =
         futures_util::future::join_all(["keep", "cmd", "policy"].map(|c| pid(&sup, c))).await;
 
@@ -173,14 +189,7 @@ async fn a_reload_touches_only_what_changed() {
 /// removal would strand a runtime-added dependent is refused.
 #[tokio::test]
 async fn an_invalid_reload_changes_nothing() {
-    let (sup, source) = start(vec![sleeper("db")]);
-    let mut events = subscribe(&sup);
-    wait_event(
-        &mut events,
-        "db",
-        is(|k| matches!(k, EventKind::ChildRunning { .. }), "db"),
-    )
-    .await;
+    let (sup, source, _events) = started(vec![sleeper("db")]).await;
     let db = pid(&sup, "db").await;
 
     *source.0.lock().expect("lock") = Err("cfg.toml:3:1: unknown field `comand`".into());
@@ -208,14 +217,7 @@ async fn an_invalid_reload_changes_nothing() {
 /// A paused child whose spec changes stays paused (no process appears).
 #[tokio::test]
 async fn a_held_child_is_updated_but_stays_held() {
-    let (sup, source) = start(vec![sleeper("held")]);
-    let mut events = subscribe(&sup);
-    wait_event(
-        &mut events,
-        "held",
-        is(|k| matches!(k, EventKind::ChildRunning { .. }), "held"),
-    )
-    .await;
+    let (sup, source, mut events) = started(vec![sleeper("held")]).await;
     support::run(&sup, Command::Pause(id("held")))
         .await
         .expect("pause");
@@ -247,6 +249,15 @@ async fn a_held_child_is_updated_but_stays_held() {
     sup.shutdown("test", "done").await.expect("shutdown");
 }
 
+/// The command that applies `change`, a scale of group `w` to `instances`.
+fn scale_w(instances: u32, change: TreeChange) -> Command {
+    Command::Scale {
+        group: id("w"),
+        instances,
+        change: Box::new(change),
+    }
+}
+
 /// `instances = N` expands with `{instance}` substituted; a scale adds and
 /// removes instances live; a reload keeps the runtime scale while the
 /// file's `instances` is unchanged.
@@ -255,32 +266,14 @@ async fn instances_expand_and_scale_live() {
     let mut worker = sh("w", "echo {instance}; exec sleep 60");
     worker.instances = Some(2);
     worker.env.insert("SLOT".into(), "slot-{instance}".into());
-    let (sup, source) = start(vec![worker.clone()]);
-    let mut events = subscribe(&sup);
-    for child in ["w-0", "w-1"] {
-        wait_event(
-            &mut events,
-            child,
-            is(|k| matches!(k, EventKind::ChildRunning { .. }), child),
-        )
-        .await;
-    }
+    let (sup, source, mut events) = started(vec![worker.clone()]).await;
     let w1 = sup.child(&id("w-1")).await.expect("w-1");
     assert_eq!(w1.spec.command[2], "echo 1; exec sleep 60");
     assert_eq!(w1.spec.env["SLOT"], "slot-1");
 
     let up = sup.plan_scale(&id("w"), 4).await.expect("plan");
     assert_eq!(up.plan.add, [id("w-2"), id("w-3")]);
-    support::run(
-        &sup,
-        Command::Scale {
-            group: id("w"),
-            instances: 4,
-            change: Box::new(up),
-        },
-    )
-    .await
-    .expect("scale up");
+    support::run(&sup, scale_w(4, up)).await.expect("scale up");
     wait_event(
         &mut events,
         "w-3",
@@ -297,11 +290,7 @@ async fn instances_expand_and_scale_live() {
     let down = sup.plan_scale(&id("w"), 1).await.expect("plan");
     assert_eq!(down.plan.remove.len(), 3);
     let request = supervisor_gateway::control::CommandRequest::new(
-        Command::Scale {
-            group: id("w"),
-            instances: 1,
-            change: Box::new(down.clone()),
-        },
+        scale_w(1, down.clone()),
         supervisor_gateway::control::CommandMeta {
             confirm: false,
             ..support::meta()
@@ -311,16 +300,9 @@ async fn instances_expand_and_scale_live() {
         matches!(request, Err(ControlError::ConfirmationRequired { .. })),
         "removing instances needs confirm"
     );
-    support::run(
-        &sup,
-        Command::Scale {
-            group: id("w"),
-            instances: 1,
-            change: Box::new(down),
-        },
-    )
-    .await
-    .expect("scale down");
+    support::run(&sup, scale_w(1, down))
+        .await
+        .expect("scale down");
     let ids: Vec<String> = sup
         .state()
         .await
@@ -357,17 +339,6 @@ fn sgw_at(server: &Server, args: &[&str]) -> std::process::Output {
     sgw(&all)
 }
 
-#[track_caller]
-fn assert_exit(output: &std::process::Output, code: i32) {
-    assert_eq!(
-        output.status.code(),
-        Some(code),
-        "stdout:\n{}\nstderr:\n{}",
-        stdout(output),
-        stderr(output)
-    );
-}
-
 /// Follows the journal from the start, as JSON lines.
 fn follow(server: &Server) -> Running {
     Running::spawn(&["events", "--follow", "--json", "--socket", server.socket()])
@@ -400,11 +371,7 @@ fn sgw_reload_scale_and_sighup_on_the_real_daemon() {
     let config = dir.path().join("sgw.sock.toml");
     let mut journal = follow(&server);
     running(&mut journal, &["keep", "old", "w-0", "w-1"]);
-    let state = |server: &Server| -> Value {
-        let output = sgw_at(server, &["state", "--json"]);
-        assert_exit(&output, 0);
-        json_lines(&output).remove(0)
-    };
+    let state = |server: &Server| state_json(server.socket());
     let pid_of = |state: &Value, child: &str| -> Option<u64> {
         state["children"]
             .as_array()?
@@ -513,14 +480,7 @@ async fn a_reload_that_removes_needs_the_destructive_class() {
     use supervisor_gateway::control::{Caller, CommandMeta};
     use supervisor_gateway::security::{ChangeTarget, Guarded, Security};
 
-    let (sup, source) = start(vec![sleeper("a")]);
-    let mut events = subscribe(&sup);
-    wait_event(
-        &mut events,
-        "a",
-        is(|k| matches!(k, EventKind::ChildRunning { .. }), "a"),
-    )
-    .await;
+    let (sup, source, _events) = started(vec![sleeper("a")]).await;
     let writer = 12_345;
     let mut security = support::test_security();
     security.allowed_uids = vec![writer];

@@ -179,14 +179,7 @@ fn shows(screen: &str, id: &str, state: &str) -> bool {
 
 /// The daemon's record of `id`, from `sgw state --json`.
 fn record(socket: &Path, id: &str) -> Value {
-    let output = sgw(&[
-        "state",
-        "--json",
-        "--socket",
-        socket.to_str().expect("utf-8"),
-    ]);
-    assert!(output.status.success(), "{}", stderr(&output));
-    json_lines(&output)[0]["children"]
+    state_json(socket.to_str().expect("utf-8"))["children"]
         .as_array()
         .expect("children")
         .iter()

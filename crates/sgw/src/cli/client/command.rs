@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::{CliError, Meta, human, json, spec_file};
+use super::{ChangeArgs, CliError, Meta, human, json, spec_file};
 use crate::pb;
 
 /// The `CommandMeta` every command carries. `requested_by` stays empty:
@@ -128,25 +128,17 @@ pub async fn shutdown(meta: &Meta, yes: bool) -> Result<(), CliError> {
     print(meta, None, response.result)
 }
 
-/// What `reload` and `scale` ask for.
-#[derive(Debug, Clone, Copy)]
-pub struct ChangeFlags {
-    /// Print the plan only.
-    pub dry_run: bool,
-    /// Confirm removals.
-    pub yes: bool,
-}
-
 /// `sgw reload`: the server reads its config file again. Without `--yes`,
 /// the plan is asked for first: one that removes children is printed and
 /// refused (exit 2) before anything changes.
-pub async fn reload(meta: &Meta, flags: ChangeFlags) -> Result<(), CliError> {
+pub async fn reload(args: &ChangeArgs) -> Result<(), CliError> {
+    let meta = &args.meta;
     let mut client = meta.conn.connect().await?;
     let ask = |dry_run: bool, confirm: bool| pb::ReloadConfigRequest {
         meta: command_meta(meta, confirm),
         dry_run,
     };
-    if !flags.dry_run && !flags.yes {
+    if !args.dry_run && !args.yes {
         let plan = client
             .control
             .reload_config(ask(true, false))
@@ -157,19 +149,15 @@ pub async fn reload(meta: &Meta, flags: ChangeFlags) -> Result<(), CliError> {
     }
     let response = client
         .control
-        .reload_config(ask(flags.dry_run, flags.yes))
+        .reload_config(ask(args.dry_run, args.yes))
         .await?
         .into_inner();
     print_change(meta, "reload", response.plan, response.result)
 }
 
 /// `sgw scale ID N`: as many instances of group ID as N.
-pub async fn scale(
-    meta: &Meta,
-    child_id: String,
-    instances: u32,
-    flags: ChangeFlags,
-) -> Result<(), CliError> {
+pub async fn scale(args: &ChangeArgs, child_id: String, instances: u32) -> Result<(), CliError> {
+    let meta = &args.meta;
     let mut client = meta.conn.connect().await?;
     let ask = |dry_run: bool, confirm: bool| pb::ScaleChildRequest {
         child_id: child_id.clone(),
@@ -177,7 +165,7 @@ pub async fn scale(
         meta: command_meta(meta, confirm),
         dry_run,
     };
-    if !flags.dry_run && !flags.yes {
+    if !args.dry_run && !args.yes {
         let plan = client
             .control
             .scale_child(ask(true, false))
@@ -188,7 +176,7 @@ pub async fn scale(
     }
     let response = client
         .control
-        .scale_child(ask(flags.dry_run, flags.yes))
+        .scale_child(ask(args.dry_run, args.yes))
         .await?
         .into_inner();
     print_change(meta, "scale", response.plan, response.result)

@@ -12,6 +12,7 @@ use tonic::{Code, Status};
 use tonic_types::StatusExt;
 
 use crate::cli::{EXIT_FAILED, EXIT_UNREACHABLE, EXIT_USAGE};
+use crate::transport::grpc::status::code_name;
 
 /// Everything a client command can end with other than success.
 #[derive(Debug, thiserror::Error)]
@@ -187,29 +188,6 @@ fn socket_owner(path: &Path) -> String {
             meta.mode() & 0o7777
         ),
         Err(error) => format!("cannot inspect the socket or its directory ({error})"),
-    }
-}
-
-/// The canonical upper-case name of a gRPC status code.
-pub fn code_name(code: Code) -> &'static str {
-    match code {
-        Code::Ok => "OK",
-        Code::Cancelled => "CANCELLED",
-        Code::Unknown => "UNKNOWN",
-        Code::InvalidArgument => "INVALID_ARGUMENT",
-        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        Code::NotFound => "NOT_FOUND",
-        Code::AlreadyExists => "ALREADY_EXISTS",
-        Code::PermissionDenied => "PERMISSION_DENIED",
-        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        Code::FailedPrecondition => "FAILED_PRECONDITION",
-        Code::Aborted => "ABORTED",
-        Code::OutOfRange => "OUT_OF_RANGE",
-        Code::Unimplemented => "UNIMPLEMENTED",
-        Code::Internal => "INTERNAL",
-        Code::Unavailable => "UNAVAILABLE",
-        Code::DataLoss => "DATA_LOSS",
-        Code::Unauthenticated => "UNAUTHENTICATED",
     }
 }
 

@@ -47,6 +47,19 @@ pub struct Meta {
     pub request_id: Option<String>,
 }
 
+/// What `reload` and `scale` share: a plan first, removals confirmed.
+#[derive(Debug, Clone, Args)]
+pub struct ChangeArgs {
+    /// Print the plan; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Confirm removals.
+    #[arg(long)]
+    pub yes: bool,
+    #[command(flatten)]
+    pub meta: Meta,
+}
+
 /// The subcommands that talk to a running `sgw serve`.
 #[derive(Debug, Subcommand)]
 pub enum ClientCommand {
@@ -127,14 +140,8 @@ pub enum ClientCommand {
     /// children, remove deleted ones (needs --yes), restart only those whose
     /// spec changed. Settings outside [[child]] are reported, not applied.
     Reload {
-        /// Print the plan; change nothing.
-        #[arg(long)]
-        dry_run: bool,
-        /// Confirm removals.
-        #[arg(long)]
-        yes: bool,
         #[command(flatten)]
-        meta: Meta,
+        change: ChangeArgs,
     },
     /// Run N instances of an `instances = N` child (ID-0 ... ID-(N-1));
     /// removing instances needs --yes.
@@ -143,14 +150,8 @@ pub enum ClientCommand {
         id: String,
         /// How many instances.
         instances: u32,
-        /// Print the plan; change nothing.
-        #[arg(long)]
-        dry_run: bool,
-        /// Confirm removals.
-        #[arg(long)]
-        yes: bool,
         #[command(flatten)]
-        meta: Meta,
+        change: ChangeArgs,
     },
     /// Journal events: the retained history, then (with --follow) new ones.
     Events(events::EventsArgs),
@@ -170,9 +171,10 @@ impl ClientCommand {
             | ClientCommand::Quarantine { meta, .. }
             | ClientCommand::Remove { meta, .. }
             | ClientCommand::Add { meta, .. }
-            | ClientCommand::Shutdown { meta, .. }
-            | ClientCommand::Reload { meta, .. }
-            | ClientCommand::Scale { meta, .. } => &meta.conn,
+            | ClientCommand::Shutdown { meta, .. } => &meta.conn,
+            ClientCommand::Reload { change } | ClientCommand::Scale { change, .. } => {
+                &change.meta.conn
+            }
             ClientCommand::Events(args) => &args.conn,
             ClientCommand::Logs(args) => &args.conn,
         }
@@ -209,16 +211,12 @@ async fn dispatch(command: ClientCommand) -> Result<(), CliError> {
         ClientCommand::Remove { id, yes, meta } => command::remove(&meta, id, yes).await,
         ClientCommand::Add { file, yes, meta } => command::add(&meta, &file, yes).await,
         ClientCommand::Shutdown { yes, meta } => command::shutdown(&meta, yes).await,
-        ClientCommand::Reload { dry_run, yes, meta } => {
-            command::reload(&meta, command::ChangeFlags { dry_run, yes }).await
-        }
+        ClientCommand::Reload { change } => command::reload(&change).await,
         ClientCommand::Scale {
             id,
             instances,
-            dry_run,
-            yes,
-            meta,
-        } => command::scale(&meta, id, instances, command::ChangeFlags { dry_run, yes }).await,
+            change,
+        } => command::scale(&change, id, instances).await,
         ClientCommand::Events(args) => events::events(args).await,
         ClientCommand::Logs(args) => logs::logs(args).await,
     }

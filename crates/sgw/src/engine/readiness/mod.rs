@@ -54,6 +54,19 @@ struct Prober {
 }
 
 impl Prober {
+    /// Runs the probe once and schedules the next run.
+    async fn check(&mut self, spec: &ChildSpec, ctx: &Context) -> Result<(), String> {
+        let result = probe::run(
+            &self.probe.check,
+            self.probe.timeout,
+            spec,
+            &ctx.containment,
+        )
+        .await;
+        self.due = Instant::now() + self.probe.interval;
+        result
+    }
+
     fn new(probe: &Probe, default_threshold: u32, due: Instant) -> Self {
         Self {
             threshold: probe.threshold(default_threshold),
@@ -221,15 +234,7 @@ impl Watch {
 
     async fn probe_ready(&mut self) -> Option<Signal> {
         let prober = self.ready_probe.as_mut()?;
-        let result = probe::run(
-            &prober.probe.check,
-            prober.probe.timeout,
-            &self.spec,
-            &self.ctx.containment,
-        )
-        .await;
-        prober.due = Instant::now() + prober.probe.interval;
-        match result {
+        match prober.check(&self.spec, &self.ctx).await {
             Ok(()) => {
                 prober.streak += 1;
                 if prober.streak >= prober.threshold {
@@ -247,15 +252,7 @@ impl Watch {
 
     async fn probe_health(&mut self) -> Option<Signal> {
         let prober = self.health_probe.as_mut()?;
-        let result = probe::run(
-            &prober.probe.check,
-            prober.probe.timeout,
-            &self.spec,
-            &self.ctx.containment,
-        )
-        .await;
-        prober.due = Instant::now() + prober.probe.interval;
-        match result {
+        match prober.check(&self.spec, &self.ctx).await {
             Ok(()) => prober.streak = 0,
             Err(error) => {
                 prober.streak += 1;

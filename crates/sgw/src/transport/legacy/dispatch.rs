@@ -306,7 +306,7 @@ impl<C: ControlPlane> Adapter<C> {
             CommandKind::RemoveChild => Command::Remove(child_id(&params.target)?),
             CommandKind::AddChild => Command::Add(Box::new(manifest(&params.target)?)),
             CommandKind::ShutdownTree => Command::Shutdown,
-            // Refused when the params were decoded (not in LEGACY).
+            // Refused when the params were decoded (not `is_legacy`).
             CommandKind::ReloadConfig | CommandKind::ScaleChild => {
                 return Err(invalid(
                     "command",

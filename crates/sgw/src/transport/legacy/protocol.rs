@@ -164,11 +164,16 @@ fn command_kind<'de, D: Deserializer<'de>>(deserializer: D) -> Result<CommandKin
     let name = String::deserialize(deserializer)?;
     name.parse()
         .ok()
-        .filter(|kind| CommandKind::LEGACY.contains(kind))
+        .filter(|kind: &CommandKind| kind.is_legacy())
         .ok_or_else(|| {
+            let known: Vec<&str> = CommandKind::ALL
+                .into_iter()
+                .filter(|kind| kind.is_legacy())
+                .map(CommandKind::as_str)
+                .collect();
             serde::de::Error::custom(format!(
                 "unknown command {name:?}: expected one of {}",
-                CommandKind::LEGACY.map(CommandKind::as_str).join(", ")
+                known.join(", ")
             ))
         })
 }

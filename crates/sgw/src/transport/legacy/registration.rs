@@ -57,7 +57,7 @@ pub fn registration(
     let supported_commands = info
         .supported_commands
         .iter()
-        .filter(|kind| CommandKind::LEGACY.contains(kind))
+        .filter(|kind| kind.is_legacy())
         .map(|&kind| SupportedCommand {
             name: kind.as_str(),
             idempotent: kind.is_idempotent(),

@@ -74,6 +74,25 @@ pub fn sgw(args: &[&str]) -> Output {
     }
 }
 
+/// Fails with both output streams unless `sgw` exited with `code`.
+#[track_caller]
+pub fn assert_exit(output: &Output, code: i32) {
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "stdout:\n{}\nstderr:\n{}",
+        stdout(output),
+        stderr(output)
+    );
+}
+
+/// `sgw state --json` against `socket`: the one object it prints.
+pub fn state_json(socket: &str) -> serde_json::Value {
+    let output = sgw(&["state", "--json", "--socket", socket]);
+    assert_exit(&output, 0);
+    json_lines(&output).remove(0)
+}
+
 pub fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
