@@ -12,7 +12,8 @@
 //!
 //! Series that are compared are sampled in alternating rounds (latency:
 //! bare Check, sgw GetInfo, sgw Check, legacy `hello`; throughput: bare
-//! Check, sgw GetInfo, sgw Check), so drift on a shared machine hits them
+//! Check, sgw GetInfo, sgw Check, and GetInfo on a second sgw with
+//! `[metrics]` on), so drift on a shared machine hits them
 //! alike; throughput rows also give each server's CPU time per call.
 //! Prints one markdown table; BENCHMARKS.md quotes it.
 
@@ -192,8 +193,13 @@ impl Drop for Reference {
 
 /// Spawns `sgw serve` and returns it with the time until its socket accepted.
 fn spawn_sgw(dir: &Path, name: &str) -> Result<(Server, Duration), Error> {
-    let config = dir.join("sgw.toml");
-    std::fs::write(&config, CONFIG)?;
+    spawn_sgw_with(dir, name, "")
+}
+
+/// [`spawn_sgw`] with `extra` appended to the config.
+fn spawn_sgw_with(dir: &Path, name: &str, extra: &str) -> Result<(Server, Duration), Error> {
+    let config = dir.join(format!("{name}.toml"));
+    std::fs::write(&config, format!("{CONFIG}{extra}"))?;
     let socket = dir.join(name);
     let started = Instant::now();
     let child = Command::new(sgw_binary()?)
@@ -259,9 +265,33 @@ async fn run(settings: Settings) -> Result<(), Error> {
     let (sgw, _) = spawn_sgw(dir.path(), "sgw.sock")?;
     let bare_path = dir.path().join("bare.sock");
     let bare = Reference::spawn("--bare-server", &bare_path)?;
+    // The same server with the metrics endpoint on: every RPC also goes
+    // through the metrics layer. It runs 50 idle children, so that a
+    // scrape reads 50 records and their usage.
+    let scrape_path = dir.path().join("metrics-http.sock");
+    let children: String = (0..50)
+        .map(|i| format!("\n[[child]]\nid = \"idle-{i}\"\ncommand = [\"sleep\", \"3600\"]\n"))
+        .collect();
+    let (metered, _) = spawn_sgw_with(
+        dir.path(),
+        "metered.sock",
+        &format!(
+            "\n[metrics]\nlisten = {:?}\n{children}",
+            scrape_path.display().to_string()
+        ),
+    )?;
 
     unary::latency(&settings, &bare_path, &sgw.socket, &mut rows).await?;
-    unary::throughput_rounds(&settings, (bare.id(), &bare_path), &sgw, &mut rows).await?;
+    unary::throughput_rounds(
+        &settings,
+        (bare.id(), &bare_path),
+        &sgw,
+        &metered,
+        &mut rows,
+    )
+    .await?;
+    rows.push(scrape_time(&scrape_path, &metered.socket).await?);
+    drop(metered);
 
     // Pipelined legacy throughput: sgw vs the one-byte-per-syscall server.
     legacy::throughput(&settings, &sgw, dir.path(), &mut rows).await?;
@@ -393,6 +423,39 @@ async fn run(settings: Settings) -> Result<(), Error> {
         println!("| {a} | {b} | {c} |");
     }
     Ok(())
+}
+
+/// The median time of one `GET /metrics` (a scrape reads a fresh
+/// snapshot: state, usage of every child, journal heads), 50 scrapes.
+async fn scrape_time(http_socket: &Path, sgw_socket: &Path) -> Result<Row, Error> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut client = supervisor_gateway::client::connect(sgw_socket).await?;
+    let children = client
+        .control
+        .get_state(pb::GetStateRequest {})
+        .await?
+        .into_inner()
+        .children
+        .len();
+    let mut times = Vec::new();
+    let mut bytes = 0;
+    for _ in 0..50 {
+        let started = Instant::now();
+        let mut stream = tokio::net::UnixStream::connect(http_socket).await?;
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await?;
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await?;
+        times.push(started.elapsed());
+        bytes = response.len();
+    }
+    times.sort();
+    Ok(Row(
+        format!("GET /metrics, median of 50 ({children} children)"),
+        format!("{:.2} ms", times[25].as_secs_f64() * 1e3),
+        format!("{bytes} bytes per scrape"),
+    ))
 }
 
 async fn event_stream(settings: &Settings, dir: &Path, subscribers: usize) -> Result<f64, Error> {

@@ -143,21 +143,29 @@ pub async fn throughput_rounds(
     settings: &Settings,
     (bare_pid, bare_path): (u32, &Path),
     sgw: &Server,
+    metered: &Server,
     rows: &mut Vec<Row>,
 ) -> Result<(), Error> {
     let bare_channels = channels(bare_path, settings.connections).await?;
     let sgw_channels = channels(&sgw.socket, settings.connections).await?;
-    let sgw_pid = sgw.child.id();
-    let [mut bare, mut info, mut health] = [Load::default(); 3];
+    let metered_channels = channels(&metered.socket, settings.connections).await?;
+    let (sgw_pid, metered_pid) = (sgw.child.id(), metered.child.id());
+    let [mut bare, mut info, mut health, mut metered_info] = [Load::default(); 4];
     let mut ratios = Vec::new();
     for _ in 0..settings.rounds {
         let b = Load::measure(bare_pid, throughput(settings, &bare_channels, check)).await?;
         let i = Load::measure(sgw_pid, throughput(settings, &sgw_channels, get_info)).await?;
         let h = Load::measure(sgw_pid, throughput(settings, &sgw_channels, check)).await?;
+        let m = Load::measure(
+            metered_pid,
+            throughput(settings, &metered_channels, get_info),
+        )
+        .await?;
         ratios.push(i.rate() / b.rate());
         bare.add(b);
         info.add(i);
         health.add(h);
+        metered_info.add(m);
     }
     ratios.sort_by(f64::total_cmp);
     let load = format!(
@@ -183,6 +191,16 @@ pub async fn throughput_rounds(
         "unary throughput, same message: sgw Health/Check vs bare tonic Check".into(),
         format!("{:.0}/s vs {:.0}/s", health.rate(), bare.rate()),
         format!("ratio {:.2}", health.rate() / bare.rate()),
+    ));
+    rows.push(Row(
+        "unary throughput with [metrics] on (RPC counter + latency histogram): sgw GetInfo".into(),
+        format!("{:.0}/s vs {:.0}/s off", metered_info.rate(), info.rate()),
+        format!(
+            "ratio {:.2}; CPU per call {:.1} vs {:.1} µs",
+            metered_info.rate() / info.rate(),
+            metered_info.cpu_per_call(),
+            info.cpu_per_call()
+        ),
     ));
     rows.push(Row(
         "server CPU per unary call under that load: sgw GetInfo / sgw Check / bare Check".into(),

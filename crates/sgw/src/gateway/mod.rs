@@ -220,7 +220,10 @@ pub async fn serve_with<C: ControlPlane>(
         .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
         .timeout(limits.request_timeout)
         .layer(layers::TraceLayer)
-        .layer(layers::RpcMetricsLayer::new(metrics))
+        // Absent without [metrics]: no per-call cost when nobody scrapes.
+        .layer(tower::util::option_layer(
+            metrics.map(layers::RpcMetricsLayer::new),
+        ))
         .layer(tower::util::MapResponseLayer::new(
             layers::size_limit_status(&target_id),
         ))

@@ -77,7 +77,7 @@ where
 }
 
 /// Counts every call by method and status code, with its latency to the
-/// response headers, in [`GatewayMetrics`] (nothing without metrics).
+/// response headers, in [`GatewayMetrics`]. Installed only with metrics on.
 ///
 /// The code is read from the `grpc-status` header when the response is
 /// trailers-only, which is how every error a handler or layer returns is
@@ -87,13 +87,13 @@ where
 /// after data (a response past `max_response_bytes`) counts as OK. A call
 /// whose future is dropped before it answers (the client went away, or
 /// `request_timeout` cut it) counts as CANCELLED.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct RpcMetricsLayer {
-    metrics: Option<Arc<GatewayMetrics>>,
+    metrics: Arc<GatewayMetrics>,
 }
 
 impl RpcMetricsLayer {
-    pub fn new(metrics: Option<Arc<GatewayMetrics>>) -> Self {
+    pub fn new(metrics: Arc<GatewayMetrics>) -> Self {
         Self { metrics }
     }
 }
@@ -111,7 +111,7 @@ impl<S> Layer<S> for RpcMetricsLayer {
 #[derive(Debug, Clone)]
 pub struct RpcMetrics<S> {
     inner: S,
-    metrics: Option<Arc<GatewayMetrics>>,
+    metrics: Arc<GatewayMetrics>,
 }
 
 /// A call being counted: recorded once, as CANCELLED if dropped unanswered.
@@ -153,16 +153,16 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let counting = self.metrics.clone().map(|metrics| Counting {
-            metrics,
+        let counting = Counting {
+            metrics: Arc::clone(&self.metrics),
             path: request.uri().path().to_owned(),
             started: Instant::now(),
             answered: false,
-        });
+        };
         let future = self.inner.call(request);
         Box::pin(async move {
             let result = future.await;
-            if let (Some(counting), Ok(response)) = (counting, &result) {
+            if let Ok(response) = &result {
                 counting.answer(grpc_status(response).unwrap_or(Code::Ok));
             }
             result
