@@ -849,7 +849,7 @@ impl ControlPlane for Supervisor {
     async fn plan_reload(&self) -> Result<TreeChange, ControlError> {
         let Some(source) = self.ctx.config_source.clone() else {
             return Err(ControlError::Unsupported {
-                what: "reloading the configuration (no configuration file)",
+                what: "reloading: sgw serve was started without --config, so there is no file to read again",
             });
         };
         // Reading and parsing the file is blocking work.

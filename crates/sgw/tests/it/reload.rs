@@ -541,3 +541,22 @@ async fn a_reload_that_removes_needs_the_destructive_class() {
     assert!(sup.child(&id("b")).await.is_ok());
     sup.shutdown("test", "done").await.expect("shutdown");
 }
+
+/// A server without a config file (the built-in demo, an embedding
+/// application) does not offer reloads, and says so over gRPC.
+#[tokio::test]
+async fn without_a_config_file_a_reload_is_unimplemented() {
+    let gw = support::gateway(vec![sleeper("a")]).await;
+    let mut client = gw.client().await;
+    let status = client
+        .control
+        .reload_config(supervisor_gateway::pb::ReloadConfigRequest {
+            meta: None,
+            dry_run: true,
+        })
+        .await
+        .expect_err("no file to read");
+    assert_eq!(status.code(), tonic::Code::Unimplemented, "{status:?}");
+    assert!(status.message().contains("--config"), "{status:?}");
+    gw.shutdown().await;
+}
