@@ -51,24 +51,20 @@ pub struct Flags {
 
 pub fn run(config: Option<PathBuf>, flags: Flags, log_format: LogFormat) -> ExitCode {
     let _log_writer = init_tracing(log_format);
-    let loaded = match &config {
-        Some(path) => Config::load(path),
-        None => Config::demo(),
+    // A file is kept for reloads; the built-in demo has no file to read
+    // again, so it cannot be reloaded.
+    let loaded = match config {
+        Some(path) => ConfigFile::open(path)
+            .map(|(config, file)| (config, Some(Arc::new(file) as Arc<dyn ConfigSource>))),
+        None => Config::demo().map(|config| (config, None)),
     };
-    let loaded = match loaded {
+    let (config, source) = match loaded {
         Ok(loaded) => loaded,
         Err(error) => {
             eprintln!("error: {error}");
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    // What a reload compares the file with. The built-in demo has no file
-    // to read again, so it cannot be reloaded.
-    let source = config.map(|path| {
-        let text = std::fs::read_to_string(&path).unwrap_or_default();
-        Arc::new(ConfigFile::new(path, &text)) as Arc<dyn ConfigSource>
-    });
-    let config = loaded;
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }

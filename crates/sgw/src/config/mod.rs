@@ -92,13 +92,19 @@ impl std::error::Error for ConfigError {}
 impl Config {
     /// Reads and validates a configuration file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        Self::load_with_text(path).map(|(config, _)| config)
+    }
+
+    /// [`Self::load`], with the text it was parsed from (what a reload
+    /// compares the file with later).
+    pub fn load_with_text(path: &Path) -> Result<(Self, String), ConfigError> {
         let source = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|error| ConfigError {
             source: source.clone(),
             position: None,
             message: format!("cannot read the file: {error}"),
         })?;
-        Self::parse(&text, &source)
+        Self::parse(&text, &source).map(|config| (config, text))
     }
 
     /// The built-in demo tree `sgw serve` runs without `--config`.

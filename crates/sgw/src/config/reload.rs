@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use crate::control::{ConfigSource, Reloaded};
 
-use super::Config;
+use super::{Config, ConfigError};
 
 /// The file `sgw serve --config` started from.
 #[derive(Debug)]
@@ -20,21 +20,22 @@ pub struct ConfigFile {
 }
 
 impl ConfigFile {
-    /// `text` is what `path` held when `config` was loaded from it.
-    pub fn new(path: PathBuf, text: &str) -> Self {
-        Self {
+    /// Loads the configuration sgw starts with, and keeps what the file
+    /// said for the reloads to come.
+    pub fn open(path: PathBuf) -> Result<(Config, Self), ConfigError> {
+        let (config, text) = Config::load_with_text(&path)?;
+        let file = Self {
             path,
+            // It parsed as a configuration a moment ago.
             started_with: text.parse().unwrap_or_default(),
-        }
+        };
+        Ok((config, file))
     }
 }
 
 impl ConfigSource for ConfigFile {
     fn load(&self) -> Result<Reloaded, String> {
-        let source = self.path.display().to_string();
-        let text = std::fs::read_to_string(&self.path)
-            .map_err(|error| format!("{source}: cannot read the file: {error}"))?;
-        let config = Config::parse(&text, &source).map_err(|error| error.to_string())?;
+        let (config, text) = Config::load_with_text(&self.path).map_err(|e| e.to_string())?;
         for warning in &config.warnings {
             tracing::warn!("{warning}");
         }

@@ -23,7 +23,7 @@ pub enum ControlError {
     #[error("invalid argument {field}: {message}")]
     InvalidArgument { field: String, message: String },
 
-    #[error("{command} is destructive and requires confirm = true")]
+    #[error("{}", confirmation_message(*command))]
     ConfirmationRequired { command: CommandKind },
 
     #[error("cannot {command} {id} while it is {state}: {why}")]
@@ -72,6 +72,18 @@ pub enum ControlError {
 
 /// At most this many ids are listed in a message (it travels in a header).
 const LISTED_IDS: usize = 16;
+
+/// A reload or scale needs confirm only when its plan removes children,
+/// so its refusal says so and how to see which.
+fn confirmation_message(command: CommandKind) -> String {
+    match command {
+        CommandKind::ReloadConfig | CommandKind::ScaleChild => format!(
+            "{command} would remove children and requires confirm = true \
+             (dry_run = true shows the plan without changing anything)"
+        ),
+        _ => format!("{command} is destructive and requires confirm = true"),
+    }
+}
 
 fn join(ids: &[ChildId]) -> String {
     if ids.is_empty() {

@@ -155,6 +155,15 @@ impl Registry {
         self.order.clone()
     }
 
+    /// The children's current specs, in declaration order.
+    fn specs(&self) -> Vec<Arc<ChildSpec>> {
+        self.order
+            .iter()
+            .filter_map(|id| self.children.get(id))
+            .map(|h| Arc::clone(&h.record.borrow().spec))
+            .collect()
+    }
+
     fn dependents_of(&self, id: &ChildId) -> Vec<ChildId> {
         self.order
             .iter()
@@ -536,17 +545,6 @@ impl Supervisor {
         result.map(|(outcome, _)| outcome)
     }
 
-    /// The running children's specs, in registry order.
-    fn running_specs(&self) -> Vec<Arc<ChildSpec>> {
-        let registry = self.ctx.read();
-        registry
-            .order
-            .iter()
-            .filter_map(|id| registry.children.get(id))
-            .map(|h| Arc::clone(&h.record.borrow().spec))
-            .collect()
-    }
-
     /// Applies a reload's or scale's plan: adds (in start order), then
     /// updates (in parallel), then removals (dependents first). The plan is
     /// checked against the tree first, under the tree lock, so a tree that
@@ -859,9 +857,13 @@ impl ControlPlane for Supervisor {
                 message: format!("reading the configuration: {error}"),
             })?
             .map_err(|message| ControlError::InvalidConfig { message })?;
-        let running = self.running_specs();
-        let old = self.ctx.read().config.clone();
-        change::reload(&running, &old, reloaded.children, reloaded.not_applied)
+        let registry = self.ctx.read();
+        change::reload(
+            &registry.specs(),
+            &registry.config,
+            reloaded.children,
+            reloaded.not_applied,
+        )
     }
 
     async fn plan_scale(
@@ -869,9 +871,8 @@ impl ControlPlane for Supervisor {
         group: &ChildId,
         instances: u32,
     ) -> Result<TreeChange, ControlError> {
-        let running = self.running_specs();
-        let config = self.ctx.read().config.clone();
-        change::scale(&running, &config, group, instances)
+        let registry = self.ctx.read();
+        change::scale(&registry.specs(), &registry.config, group, instances)
     }
 
     fn events(&self) -> &EventJournal {

@@ -499,44 +499,29 @@ async fn a_reload_that_removes_needs_the_destructive_class() {
         confirm: true,
         ..support::meta()
     };
-    let via = "test:ReloadConfig";
-    let kind = supervisor_gateway::model::CommandKind::ReloadConfig;
-
-    source.set(vec![sleeper("b")]);
-    let error = guard
-        .change(
+    let reload = |dry_run| {
+        guard.change(
             &caller,
-            via,
-            kind,
+            "test:ReloadConfig",
+            supervisor_gateway::model::CommandKind::ReloadConfig,
             Ok(ChangeTarget::Reload),
             meta.clone(),
-            false,
+            dry_run,
         )
-        .await
-        .expect_err("removes a: destructive");
+    };
+
+    source.set(vec![sleeper("b")]);
+    let error = reload(false).await.expect_err("removes a: destructive");
     assert!(matches!(error, ControlError::Denied(_)), "{error:?}");
     assert!(sup.child(&id("a")).await.is_ok(), "nothing removed");
     assert!(sup.child(&id("b")).await.is_err(), "nothing added");
     // The dry run of the same plan is only a write.
-    let (dry, report) = guard
-        .change(
-            &caller,
-            via,
-            kind,
-            Ok(ChangeTarget::Reload),
-            meta.clone(),
-            true,
-        )
-        .await
-        .expect("dry run");
+    let (dry, report) = reload(true).await.expect("dry run");
     assert!(report.is_none());
     assert_eq!(dry.plan.remove, [id("a")]);
 
     source.set(vec![sleeper("a"), sleeper("b")]);
-    let (_, report) = guard
-        .change(&caller, via, kind, Ok(ChangeTarget::Reload), meta, false)
-        .await
-        .expect("adding is a write");
+    let (_, report) = reload(false).await.expect("adding is a write");
     assert!(report.is_some());
     assert!(sup.child(&id("b")).await.is_ok());
     sup.shutdown("test", "done").await.expect("shutdown");
