@@ -301,49 +301,34 @@ fn now_ns() -> i64 {
 /// One change. A record that says nothing any more (no hold, not added,
 /// not removed) is deleted.
 fn write(conn: &Connection, change: &Change) -> rusqlite::Result<()> {
-    let id = match change {
-        Change::Hold(spec, _) | Change::Added(spec) | Change::Removed(spec) => spec.id.as_str(),
-        Change::Forget(id) => {
-            conn.execute("DELETE FROM intent WHERE child_id = ?1", params![id])?;
-            return Ok(());
-        }
-    };
-    let existing: Option<(bool, bool)> = {
-        let mut statement =
-            conn.prepare_cached("SELECT added, removed FROM intent WHERE child_id = ?1")?;
-        let mut rows = statement.query(params![id])?;
-        match rows.next()? {
-            Some(row) => Some((row.get(0)?, row.get(1)?)),
-            None => None,
-        }
-    };
-    let (added, _) = existing.unwrap_or((false, false));
     match change {
-        Change::Forget(_) => {}
+        Change::Forget(id) => delete(conn, id),
+        Change::Hold(spec, None) if !added(conn, spec.id.as_str())? => {
+            delete(conn, spec.id.as_str())
+        }
         Change::Hold(spec, hold) => {
-            if hold.is_none() && !added {
-                conn.execute(
-                    "DELETE FROM intent WHERE child_id = ?1",
-                    params![spec.id.as_str()],
-                )?;
-            } else {
-                upsert(conn, spec, hold.map(Hold::as_str), added, false)?;
-            }
+            let added = added(conn, spec.id.as_str())?;
+            upsert(conn, spec, hold.map(Hold::as_str), added, false)
         }
-        Change::Added(spec) => upsert(conn, spec, None, true, false)?,
-        Change::Removed(spec) => {
-            if added {
-                // An added child removed again: nothing left to re-apply.
-                conn.execute(
-                    "DELETE FROM intent WHERE child_id = ?1",
-                    params![spec.id.as_str()],
-                )?;
-            } else {
-                upsert(conn, spec, None, false, true)?;
-            }
-        }
+        Change::Added(spec) => upsert(conn, spec, None, true, false),
+        // An added child removed again: nothing left to re-apply.
+        Change::Removed(spec) if added(conn, spec.id.as_str())? => delete(conn, spec.id.as_str()),
+        Change::Removed(spec) => upsert(conn, spec, None, false, true),
     }
-    Ok(())
+}
+
+fn delete(conn: &Connection, id: &str) -> rusqlite::Result<()> {
+    conn.execute("DELETE FROM intent WHERE child_id = ?1", params![id])
+        .map(drop)
+}
+
+/// Whether the child's record says it was added at runtime.
+fn added(conn: &Connection, id: &str) -> rusqlite::Result<bool> {
+    use rusqlite::OptionalExtension;
+    conn.prepare_cached("SELECT added FROM intent WHERE child_id = ?1")?
+        .query_row(params![id], |row| row.get(0))
+        .optional()
+        .map(|added| added.unwrap_or(false))
 }
 
 fn upsert(

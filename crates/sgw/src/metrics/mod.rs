@@ -21,7 +21,6 @@ use prometheus_client::encoding::text::{encode_eof, encode_registry};
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 
-pub use crate::transport::grpc::status::code_name;
 pub use gateway::{GatewayMetrics, UNKNOWN_METHOD};
 pub use http::{BindError, MAX_CONNECTIONS, MetricsListener, serve};
 

@@ -209,16 +209,20 @@ pub async fn tail_logs(mut client: Client, child_id: String, tail: u64, tx: mpsc
 }
 
 /// The `CommandMeta` of a key press: the journal and the audit trail say
-/// it came from this dashboard, and as whom.
+/// it came from this dashboard, and as whom. The user name is looked up
+/// once: a lookup can block (NSS), and the dashboard has one thread.
 fn command_meta() -> Option<pb::CommandMeta> {
-    let uid = nix::unistd::geteuid();
-    let who = match nix::unistd::User::from_uid(uid).ok().flatten() {
-        Some(user) => format!("sgw top (uid:{uid}({}))", user.name),
-        None => format!("sgw top (uid:{uid})"),
-    };
+    static WHO: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let who = WHO.get_or_init(|| {
+        let uid = nix::unistd::geteuid();
+        match nix::unistd::User::from_uid(uid).ok().flatten() {
+            Some(user) => format!("sgw top (uid:{uid}({}))", user.name),
+            None => format!("sgw top (uid:{uid})"),
+        }
+    });
     Some(pb::CommandMeta {
         request_id: String::new(),
-        requested_by: who,
+        requested_by: who.clone(),
         reason: "sgw top".to_owned(),
         confirm: false,
     })

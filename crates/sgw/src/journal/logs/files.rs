@@ -125,12 +125,6 @@ impl Files {
             let _ = wait.await;
         }
     }
-
-    /// Asks for a flush without waiting for it.
-    pub fn flush_soon(&self) {
-        let (done, _) = oneshot::channel();
-        let _ = self.queue.try_send(Op::Sync(done));
-    }
 }
 
 /// The path of `child`'s current file in `dir`.

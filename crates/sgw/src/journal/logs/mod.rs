@@ -277,9 +277,9 @@ impl LogJournal {
         newest
     }
 
-    /// Ends every subscription once it has drained what is retained, and
-    /// asks the file writer to flush. Lines published after close are
-    /// still kept and written.
+    /// Ends every subscription once it has drained what is retained.
+    /// Lines published after close are still kept and written; the owner
+    /// awaits [`Self::sync`] for them to reach the files.
     pub fn close(&self) {
         let last = {
             let mut store = self.shared.lock();
@@ -287,9 +287,6 @@ impl LogJournal {
             store.next_sequence - 1
         };
         self.shared.head.send_replace(last);
-        if let Some(files) = &self.shared.files {
-            files.flush_soon();
-        }
     }
 
     /// A start point that replays the last `n` retained lines matching

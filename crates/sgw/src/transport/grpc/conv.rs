@@ -320,11 +320,7 @@ fn child_logs_from_pb(raw: pb::ChildLogs) -> Result<ChildLogs, ControlError> {
         rate_burst: raw.rate_burst,
         rate_interval: raw
             .rate_interval
-            .map(|d| {
-                Duration::try_from(d).map_err(|_| {
-                    spec_error("logs.rate_interval", "must be a non-negative duration")
-                })
-            })
+            .map(|d| from_duration("logs.rate_interval", Some(d), Duration::ZERO))
             .transpose()?,
     })
 }
