@@ -18,7 +18,7 @@ use super::intent::{Change, Hold};
 use super::pacing::Pacer;
 use super::policy::{Decision, RestartTracker};
 use super::process::Process;
-use super::readiness::{Signal, Watch};
+use super::readiness::{self, Signal, Watch};
 use crate::control::ControlError;
 use crate::model::{
     ChildRecord, ChildSpec, ChildState, Event, EventKind, Exit, Failure, QuarantineReason,
@@ -715,8 +715,8 @@ async fn next_wake(phase: &mut Phase, spec: &ChildSpec, attempts: u32, pacer: &P
             let reset = (*ready && attempts > 0).then_some(started + spec.backoff.reset_after);
             tokio::select! {
                 exit = process.wait() => Wake::Exited(exit),
-                () = sleep_until(settle.unwrap_or(started)), if settle.is_some() => Wake::Ready,
-                () = sleep_until(reset.unwrap_or(started)), if reset.is_some() => Wake::BackoffReset,
+                () = readiness::at(settle) => Wake::Ready,
+                () = readiness::at(reset) => Wake::BackoffReset,
                 signal = watch.next(*ready) => Wake::Readiness(signal),
             }
         }

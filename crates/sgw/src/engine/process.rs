@@ -25,6 +25,15 @@ const SOCKET_ACTIVATION_VARS: [&str; 3] = ["LISTEN_PID", "LISTEN_FDS", "LISTEN_F
 /// systemd's socket, which a child must never write to.
 const NOTIFY_VARS: [&str; 3] = ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"];
 
+/// Socket activation is ours, not the children's; so is the notify
+/// protocol, unless the child has its own (set after this). Everything sgw
+/// starts for a child (its process, its exec probes) goes through here.
+pub(super) fn clear_inherited_env(command: &mut Command) {
+    for name in SOCKET_ACTIVATION_VARS.iter().chain(&NOTIFY_VARS) {
+        command.env_remove(name);
+    }
+}
+
 /// How long the members left after the main process exited get to die
 /// once SIGKILLed, before the run counts as over anyway.
 const KILL_SETTLE: Duration = Duration::from_secs(1);
@@ -86,11 +95,7 @@ impl Process {
             // without a cgroup.
             .process_group(0)
             .kill_on_drop(true);
-        // Socket activation is ours, not the children's; so is the
-        // notify protocol, unless the child has its own.
-        for name in SOCKET_ACTIVATION_VARS.iter().chain(&NOTIFY_VARS) {
-            command.env_remove(name);
-        }
+        clear_inherited_env(&mut command);
         command.envs(extra_env.iter().map(|(name, value)| (name, value)));
         die_with_parent(&mut command);
         // The cgroup first (joining it may need our privileges), then

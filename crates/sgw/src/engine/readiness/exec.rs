@@ -45,6 +45,7 @@ pub(super) async fn run(
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
+    super::super::process::clear_inherited_env(&mut process);
     if let Some(cwd) = &spec.cwd {
         process.current_dir(cwd);
     }

@@ -401,7 +401,8 @@ async fn datagram(socket: Option<&NotifySocket>) -> std::io::Result<Datagram> {
     }
 }
 
-async fn at(deadline: Option<Instant>) {
+/// Resolves at `deadline`; never without one.
+pub(super) async fn at(deadline: Option<Instant>) {
     match deadline {
         Some(deadline) => sleep_until(deadline).await,
         None => pending().await,

@@ -55,9 +55,12 @@ impl NotifySocket {
     /// Binds a fresh socket in a private directory (0700): under the state
     /// directory when there is one and the path fits a socket address, else
     /// under the temporary directory. A child that runs as another user
-    /// gets the directory and socket chowned to it.
+    /// gets the directory and socket chowned to it, and always the
+    /// temporary one: the state directory's own parents are 0700 root, so
+    /// that user could not reach a socket below them.
     pub fn bind(spec: &ChildSpec, state_dir: Option<&Path>) -> io::Result<Self> {
         let dir = match state_dir
+            .filter(|_| spec.user.is_none())
             .map(|state| state.join("notify").join(spec.id.as_str()))
             .filter(|dir| fits(dir))
         {
