@@ -34,6 +34,8 @@ pub enum IntentError {
     Sqlite(#[from] rusqlite::Error),
     #[error("writer thread: {0}")]
     Thread(#[source] std::io::Error),
+    #[error("cannot set the damaged file aside: {0}")]
+    SetAside(#[source] std::io::Error),
 }
 
 /// A state an operator (or the restart budget) put a child in that it
@@ -185,23 +187,31 @@ impl std::fmt::Debug for IntentStore {
 impl IntentStore {
     /// Opens (or creates) the store in `dir` and reads it; with `reset`,
     /// every record is dropped first.
+    ///
+    /// A file that is not a database is set aside (as the event journal
+    /// does) and the config alone starts: what operators changed before is
+    /// lost, and said so, but the supervisor comes up.
     pub(crate) fn open(dir: &Path, reset: bool) -> Result<(Self, Intent), IntentError> {
-        let conn = Connection::open(dir.join(FILE_NAME))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.execute_batch(
-            "CREATE TABLE IF NOT EXISTS intent (
-                 child_id TEXT PRIMARY KEY,
-                 hold TEXT,
-                 added INTEGER NOT NULL,
-                 removed INTEGER NOT NULL,
-                 spec TEXT NOT NULL,
-                 updated_ns INTEGER NOT NULL
-             );",
-        )?;
-        if reset {
-            conn.execute("DELETE FROM intent", [])?;
-        }
-        let intent = read(&conn)?;
+        let path = dir.join(FILE_NAME);
+        let (conn, intent) = match connect(&path, reset) {
+            Err(error) if crate::journal::store::is_damaged(&error) => {
+                let aside =
+                    crate::journal::store::set_aside(&path).map_err(IntentError::SetAside)?;
+                tracing::error!(
+                    %error,
+                    set_aside = %aside.display(),
+                    "the runtime state is damaged: it was set aside, and runtime changes \
+                     from before (pauses, quarantines, added and removed children) are not \
+                     applied again"
+                );
+                connect(&path, reset)?
+            }
+            opened => opened?,
+        };
+        Self::start(conn, intent)
+    }
+
+    fn start(conn: Connection, intent: Intent) -> Result<(Self, Intent), IntentError> {
         let (sender, receiver) = channel::<Message>();
         let thread = std::thread::Builder::new()
             .name("sgw-intent".into())
@@ -296,6 +306,28 @@ fn now_ns() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
+/// Opens the store at `path` and reads it (every record dropped first
+/// with `reset`).
+fn connect(path: &Path, reset: bool) -> rusqlite::Result<(Connection, Intent)> {
+    let conn = Connection::open(path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS intent (
+             child_id TEXT PRIMARY KEY,
+             hold TEXT,
+             added INTEGER NOT NULL,
+             removed INTEGER NOT NULL,
+             spec TEXT NOT NULL,
+             updated_ns INTEGER NOT NULL
+         );",
+    )?;
+    if reset {
+        conn.execute("DELETE FROM intent", [])?;
+    }
+    let intent = read(&conn)?;
+    Ok((conn, intent))
 }
 
 /// One change. A record that says nothing any more (no hold, not added,

@@ -280,16 +280,16 @@ fn read(path: &Path, sync: SyncPolicy, capacity: usize) -> rusqlite::Result<Read
     Ok((conn, id, history))
 }
 
-fn is_damaged(error: &rusqlite::Error) -> bool {
+pub(crate) fn is_damaged(error: &rusqlite::Error) -> bool {
     matches!(
         error.sqlite_error_code(),
         Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt)
     )
 }
 
-/// Moves the journal file (and its WAL and shared-memory files) to
-/// `journal.sqlite3.damaged-<unix seconds>`.
-fn set_aside(path: &Path) -> std::io::Result<PathBuf> {
+/// Moves a SQLite file (and its WAL and shared-memory files) to
+/// `NAME.damaged-SECONDS` (unix time), kept for whoever wants to look.
+pub(crate) fn set_aside(path: &Path) -> std::io::Result<PathBuf> {
     let stamp = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());

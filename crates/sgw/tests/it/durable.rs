@@ -211,21 +211,41 @@ async fn an_ephemeral_journal_gets_a_new_id_at_every_start() {
 #[tokio::test]
 async fn a_damaged_journal_is_set_aside_and_a_new_one_starts() {
     let state = tempfile::tempdir().expect("tempdir");
-    let file = state.path().join("journal.sqlite3");
-    let garbage = b"this is not a database, but it was somebody's journal".repeat(100);
-    std::fs::write(&file, &garbage).expect("garbage");
+    let garbage = damage(state.path(), "journal.sqlite3");
     let gw = started(state.path()).await;
     let (id, last) = journal_id(&gw).await;
     assert_eq!(id.len(), 32, "{id}");
     assert!(last > 0, "the new journal records");
-    let aside: Vec<_> = std::fs::read_dir(state.path())
+    assert_set_aside(state.path(), "journal.sqlite3", &garbage);
+    gw.shutdown().await;
+}
+
+/// The runtime state likewise: a damaged runtime.sqlite3 does not keep
+/// sgw from starting (from the config alone) and is kept aside.
+#[tokio::test]
+async fn a_damaged_runtime_state_is_set_aside_and_the_config_starts() {
+    let state = tempfile::tempdir().expect("tempdir");
+    let garbage = damage(state.path(), "runtime.sqlite3");
+    let gw = started(state.path()).await;
+    assert_set_aside(state.path(), "runtime.sqlite3", &garbage);
+    gw.shutdown().await;
+}
+
+/// Writes something that is not a database where `name` is kept.
+fn damage(state: &Path, name: &str) -> Vec<u8> {
+    let garbage = b"this is not a database, but it was somebody's journal".repeat(100);
+    std::fs::write(state.join(name), &garbage).expect("garbage");
+    garbage
+}
+
+/// Exactly one `NAME.damaged-*` file holds what `garbage` was.
+#[track_caller]
+fn assert_set_aside(state: &Path, name: &str, garbage: &[u8]) {
+    let prefix = format!("{name}.damaged-");
+    let aside: Vec<_> = std::fs::read_dir(state)
         .expect("state dir")
         .flatten()
-        .filter(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .starts_with("journal.sqlite3.damaged-")
-        })
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
         .collect();
     assert_eq!(aside.len(), 1, "{aside:?}");
     assert_eq!(
@@ -233,7 +253,6 @@ async fn a_damaged_journal_is_set_aside_and_a_new_one_starts() {
         garbage,
         "kept as it was"
     );
-    gw.shutdown().await;
 }
 
 fn runtime_tree() -> Vec<supervisor_gateway::model::ChildSpec> {
