@@ -115,6 +115,7 @@ pub fn bind(
             path,
             mode: gateway.socket_mode,
             bind: gateway.bind,
+            setting: "--socket",
         })?,
     };
     let advertised = bound

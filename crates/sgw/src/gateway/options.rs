@@ -53,6 +53,7 @@ impl LegacyOptions {
                     path: path.clone(),
                     mode: gateway.socket_mode,
                     bind: gateway.bind,
+                    setting: "[gateway] legacy path",
                 })?;
                 // A relay should send legacy clients where only legacy is spoken.
                 options.ipc_path = path.display().to_string();

@@ -91,6 +91,7 @@ impl MetricsListener {
                     path: path.clone(),
                     mode: gateway.socket_mode,
                     bind: gateway.bind,
+                    setting: "[metrics] listen path",
                 })
                 .map_err(unix)?;
                 let (listener, guard) = bound.into_tokio().map_err(unix)?;

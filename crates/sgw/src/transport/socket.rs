@@ -38,33 +38,53 @@ pub enum SocketError {
     #[error("socket path {path} has no file name; give a path like /run/sgw/sgw.sock")]
     NoFileName { path: PathBuf },
     #[error(
-        "socket path {path} is {len} bytes, over the {allowed}-byte limit (Unix socket paths are short, and sgw first binds a slightly longer temporary name); choose a shorter --socket"
+        "socket path {path} is {len} bytes, over the {allowed}-byte limit (Unix socket paths are short, and sgw first binds a slightly longer temporary name); choose a shorter {setting}"
     )]
     PathTooLong {
         path: PathBuf,
         len: usize,
         allowed: usize,
+        setting: &'static str,
     },
     #[error(
-        "cannot create socket directory {dir}: {source}; create it (mode 0700) or choose another --socket"
+        "cannot create socket directory {dir}: {source}; create it (mode 0700) or choose another {setting}"
     )]
-    CreateDir { dir: PathBuf, source: io::Error },
+    CreateDir {
+        dir: PathBuf,
+        source: io::Error,
+        setting: &'static str,
+    },
     #[error(
-        "refusing to use directory {dir}: {why}; fix its owner/mode or choose another --socket"
+        "refusing to use directory {dir}: {why}; fix its owner/mode or choose another {setting}"
     )]
-    UnsafeDir { dir: PathBuf, why: String },
+    UnsafeDir {
+        dir: PathBuf,
+        why: String,
+        setting: &'static str,
+    },
     #[error(
         "refusing to bind {path}: it exists (bind = create_new); remove it or set bind = \"replace_stale\""
     )]
     Exists { path: PathBuf },
     #[error(
-        "another sgw is already serving on {path} (a client answered); stop it or choose another --socket"
+        "another sgw is already serving on {path} (a client answered); stop it or choose another {setting}"
     )]
-    Live { path: PathBuf },
-    #[error("refusing to replace {path}: it is a symlink; remove it or choose another --socket")]
-    Symlink { path: PathBuf },
-    #[error("refusing to replace {path}: it is not a socket; remove it or choose another --socket")]
-    NotSocket { path: PathBuf },
+    Live {
+        path: PathBuf,
+        setting: &'static str,
+    },
+    #[error("refusing to replace {path}: it is a symlink; remove it or choose another {setting}")]
+    Symlink {
+        path: PathBuf,
+        setting: &'static str,
+    },
+    #[error(
+        "refusing to replace {path}: it is not a socket; remove it or choose another {setting}"
+    )]
+    NotSocket {
+        path: PathBuf,
+        setting: &'static str,
+    },
     #[error(
         "refusing to replace {path}: it is owned by uid {uid}, not us (uid {ours}); remove it as that user"
     )]
@@ -99,6 +119,9 @@ pub struct BindOptions {
     pub path: PathBuf,
     pub mode: SocketMode,
     pub bind: BindMode,
+    /// Where the path comes from (`--socket`, `[metrics] listen`, ...):
+    /// errors tell the operator which setting to change.
+    pub setting: &'static str,
 }
 
 /// Unlinks the socket on drop, but only the inode we bound: a successor that
@@ -147,13 +170,15 @@ impl BoundSocket {
                 path: path.into(),
                 len,
                 allowed,
+                setting: opts.setting,
             });
         }
         if !create_private_dirs(parent).map_err(|source| SocketError::CreateDir {
             dir: parent.into(),
             source,
+            setting: opts.setting,
         })? {
-            check_existing_dir(parent)?;
+            check_existing_dir(parent, opts.setting)?;
         }
         let tmp = TempDir::create(parent)?;
         let tmp_sock = tmp.0.join("s");
@@ -163,7 +188,7 @@ impl BoundSocket {
         let meta = fs::symlink_metadata(&tmp_sock).map_err(io_err("stat", &tmp_sock))?;
         // A path that appears between inspection and link is re-inspected once.
         for _ in 0..2 {
-            let moved = if inspect_existing(path, opts.bind)? {
+            let moved = if inspect_existing(path, opts.bind, opts.setting)? {
                 fs::rename(&tmp_sock, path)
             } else {
                 fs::hard_link(&tmp_sock, path) // unlike rename, never clobbers a newcomer
@@ -307,7 +332,11 @@ fn activation_fds(
 }
 
 /// Returns whether the path holds a stale socket of ours that may be replaced.
-fn inspect_existing(path: &Path, bind: BindMode) -> Result<bool, SocketError> {
+fn inspect_existing(
+    path: &Path,
+    bind: BindMode,
+    setting: &'static str,
+) -> Result<bool, SocketError> {
     let meta = match fs::symlink_metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(false),
@@ -317,15 +346,24 @@ fn inspect_existing(path: &Path, bind: BindMode) -> Result<bool, SocketError> {
     let ours = geteuid().as_raw();
     match () {
         _ if bind == BindMode::CreateNew => Err(SocketError::Exists { path: path_buf() }),
-        _ if meta.file_type().is_symlink() => Err(SocketError::Symlink { path: path_buf() }),
-        _ if !meta.file_type().is_socket() => Err(SocketError::NotSocket { path: path_buf() }),
+        _ if meta.file_type().is_symlink() => Err(SocketError::Symlink {
+            path: path_buf(),
+            setting,
+        }),
+        _ if !meta.file_type().is_socket() => Err(SocketError::NotSocket {
+            path: path_buf(),
+            setting,
+        }),
         _ if meta.uid() != ours => Err(SocketError::ForeignOwner {
             path: path_buf(),
             uid: meta.uid(),
             ours,
         }),
         _ => match UnixStream::connect(path) {
-            Ok(_) => Err(SocketError::Live { path: path_buf() }),
+            Ok(_) => Err(SocketError::Live {
+                path: path_buf(),
+                setting,
+            }),
             Err(e) if matches!(e.kind(), ErrorKind::ConnectionRefused | ErrorKind::NotFound) => {
                 Ok(true)
             }
@@ -355,7 +393,7 @@ fn create_private_dirs(dir: &Path) -> io::Result<bool> {
 
 /// Whoever can rename entries in the parent could swap our temp dir between
 /// bind and chmod, so it must be ours (or root's) and not open to others.
-fn check_existing_dir(dir: &Path) -> Result<(), SocketError> {
+fn check_existing_dir(dir: &Path, setting: &'static str) -> Result<(), SocketError> {
     let meta = fs::metadata(dir).map_err(io_err("inspect", dir))?;
     let ours = geteuid().as_raw();
     let why = if !meta.is_dir() {
@@ -376,6 +414,7 @@ fn check_existing_dir(dir: &Path) -> Result<(), SocketError> {
     Err(SocketError::UnsafeDir {
         dir: dir.into(),
         why,
+        setting,
     })
 }
 
@@ -438,6 +477,7 @@ mod tests {
             path: path.into(),
             mode: mode.parse().unwrap(),
             bind,
+            setting: "--socket",
         }
     }
     fn bind(path: &Path) -> Result<BoundSocket, SocketError> {
@@ -520,6 +560,8 @@ mod tests {
         let live = UnixListener::bind(&path).unwrap();
         let err = bind(&path).unwrap_err();
         assert!(matches!(err, SocketError::Live { .. }), "{err}");
+        // The advice names the setting the path came from.
+        assert!(err.to_string().ends_with("choose another --socket"), "{err}");
         assert!(err.to_string().contains("already serving"));
         live.accept().unwrap(); // the probe's connection
         let _client = UnixStream::connect(&path).unwrap();

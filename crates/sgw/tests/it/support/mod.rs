@@ -300,6 +300,7 @@ impl<'a> GatewayBuilder<'a> {
                 .parse::<SocketMode>()
                 .expect("mode"),
             bind: BindMode::CreateNew,
+            setting: "--socket",
         })
         .expect("bind test socket");
         let (listener, guard) = bound.into_tokio().expect("listener");
