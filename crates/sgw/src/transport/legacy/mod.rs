@@ -39,7 +39,7 @@ pub use error::to_legacy_error;
 pub use protocol::{ErrorCode, ErrorObject, PROTOCOL_VERSION, Request, Stage, line};
 pub use registration::{Registration, Status as RegistrationStatus, SupportedCommand};
 
-use crate::control::ControlPlane;
+use crate::control::{ControlPlane, TargetInfo};
 use crate::transport::peer::Caller;
 use crate::transport::socket::{BindOptions, BoundSocket, SocketError, SocketGuard};
 
@@ -123,10 +123,9 @@ pub struct Adapter<C> {
     /// The control port behind the security guard: every request goes
     /// through it.
     guard: Guarded<C>,
-    target_id: String,
     /// Static for the life of the control plane: read once, not per
     /// `hello`, `state` or subscription.
-    journal_id: String,
+    target: TargetInfo,
     max_frame_bytes: usize,
     idle_timeout: Duration,
     write_timeout: Duration,
@@ -138,7 +137,7 @@ pub struct Adapter<C> {
 impl<C> std::fmt::Debug for Adapter<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Adapter")
-            .field("target_id", &self.target_id)
+            .field("target_id", &self.target.target_id)
             .field("ipc_path", &self.ipc_path)
             .finish_non_exhaustive()
     }
@@ -151,10 +150,8 @@ impl<C: ControlPlane> Adapter<C> {
         } else {
             RegistrationStatus::Direct
         };
-        let target = guard.target();
         Arc::new(Self {
-            target_id: target.target_id,
-            journal_id: target.journal_id,
+            target: guard.target(),
             guard,
             max_frame_bytes: options.max_frame_bytes,
             idle_timeout: options.idle_timeout,
@@ -184,11 +181,11 @@ impl<C: ControlPlane> Adapter<C> {
     }
 
     pub fn target_id(&self) -> &str {
-        &self.target_id
+        &self.target.target_id
     }
 
     fn journal_id(&self) -> &str {
-        &self.journal_id
+        &self.target.journal_id
     }
 
     fn max_frame_bytes(&self) -> usize {
@@ -218,7 +215,7 @@ impl<C: ControlPlane> Adapter<C> {
     pub async fn registration(&self) -> Registration {
         let snapshot = self.control().state().await;
         registration::registration(
-            &self.control().info(),
+            &self.target,
             &snapshot.children,
             &self.ipc_path,
             self.lease.as_secs(),
@@ -238,7 +235,7 @@ impl<C: ControlPlane> Adapter<C> {
         let logs = self.control().logs().tail(Self::RECENT);
         let lease = self.lease;
         state::dashboard_state(&state::Inputs {
-            target: &self.control().info(),
+            target: &self.target,
             snapshot: &snapshot,
             events: &events,
             logs: &logs,
