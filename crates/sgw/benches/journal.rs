@@ -107,6 +107,36 @@ fn log_publish_with_subscribers(c: &mut Criterion) {
     group.finish();
 }
 
+/// Replaying every child's retained output in sequence order (TailLogs
+/// with no child filter), which merges one tail per child under the lock
+/// capture also takes: the cost per line as the children grow.
+fn log_replay_over_children(c: &mut Criterion) {
+    let mut group = c.benchmark_group("log_replay_all_children");
+    group.measurement_time(Duration::from_secs(3));
+    for count in [8usize, 200] {
+        let journal = LogJournal::new(65_536);
+        let children: Vec<ChildId> = (0..count)
+            .map(|i| ChildId::new(&format!("child-{i}")).expect("id"))
+            .collect();
+        for i in 0..16_384 {
+            journal.publish(line(&children[i % count]));
+        }
+        group.throughput(criterion::Throughput::Elements(16_384));
+        group.bench_with_input(BenchmarkId::from_parameter(count), &count, |b, _| {
+            b.iter(|| {
+                let mut sub = journal.subscribe(Start::Oldest);
+                let mut n = 0u32;
+                while let Some(Item::Record(record)) = sub.try_next() {
+                    black_box(&record);
+                    n += 1;
+                }
+                assert_eq!(n, 16_384);
+            });
+        });
+    }
+    group.finish();
+}
+
 fn subscribe_with_backlog(c: &mut Criterion) {
     let journal: Journal<Event> = Journal::new(65_536);
     for _ in 0..65_536 {
@@ -146,6 +176,7 @@ criterion_group!(
     benches,
     publish_with_subscribers,
     log_publish_with_subscribers,
+    log_replay_over_children,
     subscribe_with_backlog,
     error_mapping
 );

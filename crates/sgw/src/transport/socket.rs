@@ -561,7 +561,10 @@ mod tests {
         let err = bind(&path).unwrap_err();
         assert!(matches!(err, SocketError::Live { .. }), "{err}");
         // The advice names the setting the path came from.
-        assert!(err.to_string().ends_with("choose another --socket"), "{err}");
+        assert!(
+            err.to_string().ends_with("choose another --socket"),
+            "{err}"
+        );
         assert!(err.to_string().contains("already serving"));
         live.accept().unwrap(); // the probe's connection
         let _client = UnixStream::connect(&path).unwrap();

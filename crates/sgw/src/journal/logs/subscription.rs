@@ -9,6 +9,8 @@
 //! sequence in it is one the subscriber will never see, and at least one of
 //! them was a line it wanted.
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Arc;
@@ -169,22 +171,30 @@ impl LogSubscription {
             .iter()
             .map(|&at| (at, store.tails[at].position(self.next)))
             .collect();
+        // The merge of the tails in sequence order: each tail's next record
+        // in a min-heap, so a subscription over every child costs log(N)
+        // per line under the lock capture also takes, not N.
+        let next_of = |slot: usize, (at, pos): (usize, usize)| {
+            store.tails[at]
+                .records
+                .get(pos)
+                .map(|record| Reverse((record.sequence, slot)))
+        };
+        let mut heads: BinaryHeap<Reverse<(u64, usize)>> = cursors
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, &cursor)| next_of(slot, cursor))
+            .collect();
         let mut taken = 0;
         let exhausted = loop {
             if taken == BATCH {
                 break false;
             }
-            let Some((slot, record)) = cursors
-                .iter()
-                .enumerate()
-                .filter_map(|(slot, &(at, pos))| {
-                    store.tails[at]
-                        .records
-                        .get(pos)
-                        .map(|record| (slot, record))
-                })
-                .min_by_key(|(_, record)| record.sequence)
-            else {
+            let Some(Reverse((_, slot))) = heads.pop() else {
+                break true;
+            };
+            let (at, pos) = cursors[slot];
+            let Some(record) = store.tails[at].records.get(pos) else {
                 break true;
             };
             let from = lost_from.max(self.next);
@@ -196,6 +206,7 @@ impl LogSubscription {
             self.pending.push_back(Item::Record(Arc::clone(record)));
             self.next = record.sequence + 1;
             cursors[slot].1 += 1;
+            heads.extend(next_of(slot, cursors[slot]));
             taken += 1;
         };
         if exhausted {
