@@ -2,7 +2,7 @@
 //! at scrape time) and RPCs by method and status code, with their latency.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 use std::time::Duration;
 
 use prometheus_client::collector::Collector;
@@ -33,14 +33,19 @@ const LATENCY_BUCKETS: [f64; 14] = [
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct RpcLabels {
-    method: String,
+    method: &'static str,
     code: &'static str,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct MethodLabel {
-    method: String,
+    method: &'static str,
 }
+
+/// `/package.Service/Method` of every method served, from the descriptor
+/// sets the server registers: the same for every gateway in the process,
+/// so the label of a call borrows from it instead of allocating.
+static SERVED: LazyLock<HashSet<String>> = LazyLock::new(served_methods);
 
 fn latency_histogram() -> Histogram {
     Histogram::new(LATENCY_BUCKETS)
@@ -53,9 +58,6 @@ fn latency_histogram() -> Histogram {
 pub struct GatewayMetrics {
     rpcs: Family<RpcLabels, Counter>,
     latency: Family<MethodLabel, Histogram, fn() -> Histogram>,
-    /// `/package.Service/Method` of every method served, from the
-    /// descriptor sets the server registers.
-    methods: HashSet<String>,
     connections: Arc<Connections>,
 }
 
@@ -64,7 +66,6 @@ impl GatewayMetrics {
         Self {
             rpcs: Family::default(),
             latency: Family::new_with_constructor(latency_histogram),
-            methods: served_methods(),
             connections: Arc::default(),
         }
     }
@@ -96,21 +97,19 @@ impl GatewayMetrics {
 
     /// Records one answered call to `path` (`/package.Service/Method`).
     pub fn observe_rpc(&self, path: &str, code: Code, latency: Duration) {
-        let method = if self.methods.contains(path) {
-            path.trim_start_matches('/')
-        } else {
-            UNKNOWN_METHOD
-        };
+        self.observe_method(method_label(path), code, latency);
+    }
+
+    /// Records one answered call to a method named by [`method_label`].
+    pub fn observe_method(&self, method: &'static str, code: Code, latency: Duration) {
         self.rpcs
             .get_or_create(&RpcLabels {
-                method: method.to_owned(),
+                method,
                 code: code_name(code),
             })
             .inc();
         self.latency
-            .get_or_create(&MethodLabel {
-                method: method.to_owned(),
-            })
+            .get_or_create(&MethodLabel { method })
             .observe(latency.as_secs_f64());
     }
 }
@@ -145,6 +144,14 @@ impl Collector for Connections {
         )?)?;
         Ok(())
     }
+}
+
+/// The label of a call to `path`: the served method without its leading
+/// slash, or [`UNKNOWN_METHOD`].
+pub fn method_label(path: &str) -> &'static str {
+    SERVED
+        .get(path)
+        .map_or(UNKNOWN_METHOD, |method| method.trim_start_matches('/'))
 }
 
 /// Every method of the services the gateway registers.
@@ -186,7 +193,7 @@ mod tests {
             "/grpc.health.v1.Health/Check",
             "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
         ] {
-            assert!(metrics.methods.contains(path), "{path}");
+            assert!(SERVED.contains(path), "{path}");
         }
         metrics.observe_rpc("/x.Y/Z", Code::Unimplemented, Duration::ZERO);
         metrics.observe_rpc(
@@ -195,7 +202,7 @@ mod tests {
             Duration::ZERO,
         );
         let unknown = RpcLabels {
-            method: UNKNOWN_METHOD.to_owned(),
+            method: UNKNOWN_METHOD,
             code: "UNIMPLEMENTED",
         };
         assert_eq!(metrics.rpcs.get_or_create(&unknown).get(), 2);

@@ -21,7 +21,7 @@ use prometheus_client::encoding::text::{encode_eof, encode_registry};
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 
-pub use gateway::{GatewayMetrics, UNKNOWN_METHOD};
+pub use gateway::{GatewayMetrics, UNKNOWN_METHOD, method_label};
 pub use http::{BindError, MAX_CONNECTIONS, MetricsListener, serve};
 
 use crate::control::{ControlPlane, StateSnapshot};

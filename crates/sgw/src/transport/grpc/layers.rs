@@ -117,7 +117,7 @@ pub struct RpcMetrics<S> {
 /// A call being counted: recorded once, as CANCELLED if dropped unanswered.
 struct Counting {
     metrics: Arc<GatewayMetrics>,
-    path: String,
+    method: &'static str,
     started: Instant,
     answered: bool,
 }
@@ -126,7 +126,7 @@ impl Counting {
     fn answer(mut self, code: Code) {
         self.answered = true;
         self.metrics
-            .observe_rpc(&self.path, code, self.started.elapsed());
+            .observe_method(self.method, code, self.started.elapsed());
     }
 }
 
@@ -134,7 +134,7 @@ impl Drop for Counting {
     fn drop(&mut self) {
         if !self.answered {
             self.metrics
-                .observe_rpc(&self.path, Code::Cancelled, self.started.elapsed());
+                .observe_method(self.method, Code::Cancelled, self.started.elapsed());
         }
     }
 }
@@ -155,7 +155,7 @@ where
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let counting = Counting {
             metrics: Arc::clone(&self.metrics),
-            path: request.uri().path().to_owned(),
+            method: crate::metrics::method_label(request.uri().path()),
             started: Instant::now(),
             answered: false,
         };
