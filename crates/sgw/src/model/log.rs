@@ -1,8 +1,9 @@
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
-use super::{Bytes, ChildId, parse_duration};
+use super::spec::{optional_duration, optional_duration_text};
+use super::{Bytes, ChildId};
 
 /// Which pipe a line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -92,25 +93,6 @@ pub struct ChildLogs {
         skip_serializing_if = "Option::is_none"
     )]
     pub rate_interval: Option<Duration>,
-}
-
-fn optional_duration<'de, D: Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Option<Duration>, D::Error> {
-    let text = String::deserialize(deserializer)?;
-    parse_duration(&text)
-        .map(Some)
-        .map_err(serde::de::Error::custom)
-}
-
-fn optional_duration_text<S: Serializer>(
-    value: &Option<Duration>,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
-    match value {
-        Some(d) => serializer.serialize_some(&humantime::format_duration(*d).to_string()),
-        None => serializer.serialize_none(),
-    }
 }
 
 /// The log settings in force for one child: the `[journal]` defaults with

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::spec::{duration_text, parse_duration};
+use super::spec::{optional_duration, optional_duration_text};
 
 /// How a child says it is ready: `ready = "notify"` (the sd_notify
 /// protocol, as systemd's `Type=notify`) or a probe table.
@@ -198,25 +198,6 @@ struct ProbeTable {
     timeout: Option<Duration>,
     #[serde(default)]
     threshold: Option<u32>,
-}
-
-pub(super) fn optional_duration<'de, D: Deserializer<'de>>(
-    d: D,
-) -> Result<Option<Duration>, D::Error> {
-    Option::<String>::deserialize(d)?
-        .map(|text| parse_duration(&text).map_err(de::Error::custom))
-        .transpose()
-}
-
-/// Durations are written as text, like everywhere else in a spec.
-pub(super) fn optional_duration_text<S: Serializer>(
-    value: &Option<Duration>,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
-    match value {
-        Some(d) => duration_text(d, serializer),
-        None => serializer.serialize_none(),
-    }
 }
 
 impl<'de> Deserialize<'de> for Probe {

@@ -11,7 +11,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::probe::{Check, Probe, Ready, optional_duration, optional_duration_text};
+use super::probe::{Check, Probe, Ready};
 use super::{Bytes, CgroupLimits, ChildId, ChildLogs, CpuMax};
 
 /// What happens when a child's process exits on its own.
@@ -175,6 +175,27 @@ pub(super) fn duration_text<S: Serializer>(
     serializer: S,
 ) -> Result<S::Ok, S::Error> {
     serializer.serialize_str(&humantime::format_duration(*value).to_string())
+}
+
+/// An optional duration, as text when present (`"250ms"`).
+pub(super) fn optional_duration<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Duration>, D::Error> {
+    Option::<String>::deserialize(d)?
+        .map(|text| parse_duration(&text).map_err(serde::de::Error::custom))
+        .transpose()
+}
+
+/// An optional duration written back as text, like every duration of a
+/// spec.
+pub(super) fn optional_duration_text<S: Serializer>(
+    value: &Option<Duration>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(d) => duration_text(d, serializer),
+        None => serializer.serialize_none(),
+    }
 }
 
 fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
