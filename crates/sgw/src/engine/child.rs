@@ -492,7 +492,7 @@ impl ChildTask {
             Ok(process) => {
                 let pid = process.pid();
                 self.detail.clear();
-                watch.started(process.membership());
+                watch.started(&process);
                 // With no readiness delay or condition the process counts
                 // as RUNNING at once, so a command's answer already says so.
                 let ready = self.spec.ready_after.is_zero() && watch.satisfied();

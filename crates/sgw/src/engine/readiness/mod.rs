@@ -19,6 +19,7 @@ use tokio::time::{Instant, sleep_until};
 
 use super::Context;
 use super::containment::Membership;
+use super::process::Process;
 use crate::model::{
     ChildSpec, HEALTH_THRESHOLD, Probe, READY_THRESHOLD, Ready, SpawnError, SpawnStage, Unhealthy,
 };
@@ -165,10 +166,14 @@ impl Watch {
     }
 
     /// The process exists: the clocks start (`ready_timeout`, the
-    /// watchdog, the probes) and its processes may speak.
-    pub fn started(&mut self, membership: Membership) {
+    /// watchdog, the probes) and its processes may speak. Who belongs to
+    /// the run is only needed to check notify senders, so it is only taken
+    /// then (a spawn storm of plain children pays nothing).
+    pub fn started(&mut self, process: &Process) {
         let now = Instant::now();
-        self.membership = Some(membership);
+        if self.notify.is_some() {
+            self.membership = Some(process.membership());
+        }
         if self.spec.ready.is_some() {
             self.ready_deadline = Some(now + self.spec.ready_timeout);
         }
