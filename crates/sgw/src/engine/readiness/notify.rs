@@ -79,10 +79,14 @@ impl NotifySocket {
             }
             None => private_temp_dir()?,
         };
+        // A spawn that fails from here on must not leave its directory
+        // behind: a crash loop would leave one per attempt.
+        let mut cleanup = RemoveOnFailure(Some(dir.clone()));
         let path = dir.join("notify.sock");
         if !fits(&dir) {
             return Err(io::Error::other(format!(
-                "{} is too long for a socket address",
+                "{} is too long for a socket address; set TMPDIR (or the state \
+                 directory) to a shorter path",
                 path.display()
             )));
         }
@@ -94,8 +98,10 @@ impl NotifySocket {
         fs::set_permissions(&path, fs::Permissions::from_mode(0o600))?;
         give_to_user(spec, &dir)?;
         give_to_user(spec, &path)?;
+        let socket = UnixDatagram::from_std(socket)?;
+        cleanup.0 = None;
         Ok(Self {
-            socket: UnixDatagram::from_std(socket)?,
+            socket,
             path,
             dir,
         })
@@ -125,6 +131,17 @@ impl Drop for NotifySocket {
     fn drop(&mut self) {
         let _ = fs::remove_file(&self.path);
         let _ = fs::remove_dir(&self.dir);
+    }
+}
+
+/// Removes a notify directory whose socket could not be set up.
+struct RemoveOnFailure(Option<PathBuf>);
+
+impl Drop for RemoveOnFailure {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.take() {
+            let _ = fs::remove_dir_all(dir);
+        }
     }
 }
 
