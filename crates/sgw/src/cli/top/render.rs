@@ -77,7 +77,7 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, now: SystemTime) {
     .style(Style::new().add_modifier(Modifier::BOLD));
     let rows = app.children.iter().map(|child| {
         let state = human::state_name(child.state);
-        let (cpu, mem) = usage(child.usage.as_ref());
+        let (cpu, mem) = human::usage_cells(child.usage.as_ref());
         Row::new([
             Cell::from(child.child_id.as_str()),
             Cell::from(Span::styled(state, state_style(child.state))),
@@ -137,19 +137,6 @@ fn uptime(child: &pb::ChildRecord, now: SystemTime) -> String {
     }
 }
 
-fn usage(usage: Option<&pb::ResourceUsage>) -> (String, String) {
-    match usage {
-        Some(usage) => (
-            usage
-                .cpu_time
-                .and_then(|d| Duration::try_from(d).ok())
-                .map_or_else(|| "-".to_owned(), human::duration),
-            human::bytes(usage.memory_bytes),
-        ),
-        None => ("-".to_owned(), "-".to_owned()),
-    }
-}
-
 /// `12:00:03`: the time of day (UTC) is enough on a live view.
 fn clock(t: Option<&prost_types::Timestamp>) -> String {
     t.and_then(|t| SystemTime::try_from(*t).ok())
@@ -164,19 +151,6 @@ fn severity_style(raw: i32) -> Style {
         Ok(pb::Severity::Error) => Style::new().fg(Color::Red),
         _ => Style::new(),
     }
-}
-
-/// `child_exited`: the event type without its prefix.
-fn kind(raw: i32) -> String {
-    pb::EventType::try_from(raw).map_or_else(
-        |_| raw.to_string(),
-        |kind| {
-            let name = kind.as_str_name();
-            name.strip_prefix("EVENT_TYPE_")
-                .unwrap_or(name)
-                .to_ascii_lowercase()
-        },
-    )
 }
 
 /// The newest lines that fit `area` inside its borders.
@@ -205,7 +179,7 @@ fn draw_events(frame: &mut Frame, area: Rect, app: &App) {
                 Span::styled(clock(event.time.as_ref()), Style::new().fg(Color::DarkGray)),
                 Span::raw(format!(" {child:<12} ")),
                 Span::styled(
-                    format!("{:<18} ", kind(event.event_type)),
+                    format!("{:<18} ", human::event_type_name(event.event_type)),
                     severity_style(event.severity),
                 ),
                 Span::raw(detail),
@@ -220,13 +194,9 @@ fn draw_logs(frame: &mut Frame, area: Rect, app: &App) {
     let lines = newest(app.logs.iter(), area)
         .into_iter()
         .map(|line| {
-            let stream_style = match pb::LogStream::try_from(line.stream) {
-                Ok(pb::LogStream::Stderr) => Style::new().fg(Color::Yellow),
-                _ => Style::new().fg(Color::DarkGray),
-            };
-            let stream = match pb::LogStream::try_from(line.stream) {
-                Ok(pb::LogStream::Stderr) => "err",
-                _ => "out",
+            let (stream, stream_style) = match pb::LogStream::try_from(line.stream) {
+                Ok(pb::LogStream::Stderr) => ("err", Style::new().fg(Color::Yellow)),
+                _ => ("out", Style::new().fg(Color::DarkGray)),
             };
             Line::from(vec![
                 Span::styled(clock(line.time.as_ref()), Style::new().fg(Color::DarkGray)),

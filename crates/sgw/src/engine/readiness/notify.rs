@@ -100,11 +100,7 @@ impl NotifySocket {
         give_to_user(spec, &path)?;
         let socket = UnixDatagram::from_std(socket)?;
         cleanup.0 = None;
-        Ok(Self {
-            socket,
-            path,
-            dir,
-        })
+        Ok(Self { socket, path, dir })
     }
 
     pub fn path(&self) -> &Path {

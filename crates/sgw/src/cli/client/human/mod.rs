@@ -27,6 +27,11 @@ pub fn state_name(raw: i32) -> String {
     short(raw, pb::ChildState::as_str_name, "CHILD_STATE_")
 }
 
+/// `EVENT_TYPE_CHILD_EXITED` → `child_exited`.
+pub fn event_type_name(raw: i32) -> String {
+    short(raw, pb::EventType::as_str_name, "EVENT_TYPE_")
+}
+
 fn command_name(raw: i32) -> String {
     short(raw, pb::CommandType::as_str_name, "COMMAND_TYPE_")
 }
@@ -77,7 +82,7 @@ pub fn bytes(n: u64) -> String {
 }
 
 /// The `CPU` and `MEM` cells: `1.2s`, `12.3M`; `-` without usage.
-fn usage_cells(usage: Option<&pb::ResourceUsage>) -> (String, String) {
+pub fn usage_cells(usage: Option<&pb::ResourceUsage>) -> (String, String) {
     match usage.map(ResourceUsage::from) {
         Some(u) => (duration(u.cpu_time), bytes(u.memory_bytes)),
         None => ("-".to_owned(), "-".to_owned()),
