@@ -40,11 +40,24 @@ pub struct EventsArgs {
     pub conn: Conn,
 }
 
-const BACKOFF_INITIAL: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// Reconnect backoff of every following client (`events --follow`, `top`).
+pub(in crate::cli) const BACKOFF_INITIAL: Duration = Duration::from_millis(100);
+pub(in crate::cli) const BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// Bound on one reconnect attempt: a server that is draining may still hold
 /// its listener without answering.
-const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(3);
+pub(in crate::cli) const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// One reconnect attempt: connected, and answering `GetInfo` (a server
+/// that accepts but cannot answer is not back yet). `None`: no answer
+/// within [`ATTEMPT_TIMEOUT`].
+pub(in crate::cli) async fn reconnect_once(conn: &Conn) -> Option<Result<Client, CliError>> {
+    let attempt = async {
+        let mut client = conn.connect().await?;
+        client.control.get_info(pb::GetInfoRequest {}).await?;
+        Ok::<_, CliError>(client)
+    };
+    tokio::time::timeout(ATTEMPT_TIMEOUT, attempt).await.ok()
+}
 
 /// Where the follower is in the current server's journal.
 #[derive(Debug)]
@@ -157,22 +170,16 @@ impl Follower<'_> {
         loop {
             tokio::time::sleep(self.delay).await;
             self.delay = (self.delay * 2).min(BACKOFF_MAX);
-            let attempt = async {
-                let mut client = self.conn.connect().await?;
-                // A server that accepts but cannot answer is not back yet.
-                client.control.get_info(pb::GetInfoRequest {}).await?;
-                Ok::<_, CliError>(client)
-            };
-            match tokio::time::timeout(ATTEMPT_TIMEOUT, attempt).await {
-                Ok(Ok(client)) => {
+            match reconnect_once(self.conn).await {
+                Some(Ok(client)) => {
                     eprintln!("sgw: reconnected to {}", self.conn.path().display());
                     return Ok(client);
                 }
-                Ok(Err(CliError::Output(error))) => return Err(CliError::Output(error)),
+                Some(Err(CliError::Output(error))) => return Err(CliError::Output(error)),
                 outcome => {
                     // Say why it keeps failing, once per different reason.
                     let problem = match outcome {
-                        Ok(Err(error)) => error.to_string(),
+                        Some(Err(error)) => error.to_string(),
                         _ => format!("no answer within {ATTEMPT_TIMEOUT:?}"),
                     };
                     if problem != last_problem {

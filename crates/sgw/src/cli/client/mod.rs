@@ -4,7 +4,7 @@
 
 mod command;
 mod error;
-mod events;
+pub(in crate::cli) mod events;
 pub(in crate::cli) mod human;
 mod json;
 mod logs;

@@ -13,17 +13,13 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use super::input::Command;
+use crate::cli::client::events::{ATTEMPT_TIMEOUT, BACKOFF_INITIAL, BACKOFF_MAX, reconnect_once};
 use crate::cli::client::{CliError, Conn};
 use crate::client::Client;
 use crate::pb;
 use crate::pb::subscribe_events_response::Item as EventItem;
 use crate::pb::tail_logs_response::Item as LogItem;
 
-const BACKOFF_INITIAL: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(2);
-/// Bound on one reconnect attempt: a server that is draining may still
-/// hold its listener without answering.
-const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Bound on a snapshot or a command, so a hung server shows as an error
 /// rather than a frozen status line.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -107,17 +103,12 @@ pub async fn follow_events(
     }
 }
 
-/// One connection attempt: connected and answering `GetInfo`.
+/// One connection attempt, as `sgw events --follow` makes it.
 async fn reconnect(conn: &Conn) -> Result<Client, String> {
-    let attempt = async {
-        let mut client = conn.connect().await?;
-        client.control.get_info(pb::GetInfoRequest {}).await?;
-        Ok::<_, CliError>(client)
-    };
-    match tokio::time::timeout(ATTEMPT_TIMEOUT, attempt).await {
-        Ok(Ok(client)) => Ok(client),
-        Ok(Err(error)) => Err(error.to_string()),
-        Err(_) => Err(format!("no answer within {ATTEMPT_TIMEOUT:?}")),
+    match reconnect_once(conn).await {
+        Some(Ok(client)) => Ok(client),
+        Some(Err(error)) => Err(error.to_string()),
+        None => Err(format!("no answer within {ATTEMPT_TIMEOUT:?}")),
     }
 }
 
