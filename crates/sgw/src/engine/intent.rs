@@ -14,14 +14,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::sync::mpsc::{Sender, channel};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::thread::JoinHandle;
+use std::sync::Arc;
+use std::sync::mpsc::channel;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, params};
 use tokio::sync::oneshot;
 
+use crate::journal::writer::WriterThread;
 use crate::model::{ChildSpec, EventKind};
 
 /// The file under `state_dir`.
@@ -174,8 +174,7 @@ impl Intent {
 
 /// The store's handle; `record` never waits.
 pub(crate) struct IntentStore {
-    sender: Mutex<Option<Sender<Message>>>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    writer: WriterThread<Message>,
 }
 
 impl std::fmt::Debug for IntentStore {
@@ -213,37 +212,27 @@ impl IntentStore {
 
     fn start(conn: Connection, intent: Intent) -> Result<(Self, Intent), IntentError> {
         let (sender, receiver) = channel::<Message>();
-        let thread = std::thread::Builder::new()
-            .name("sgw-intent".into())
-            .spawn(move || {
-                while let Ok(message) = receiver.recv() {
-                    match message {
-                        Message::Change(change) => {
-                            if let Err(error) = write(&conn, &change) {
-                                tracing::error!(%error, ?change, "could not record runtime intent");
-                            }
-                        }
-                        Message::Close(done) => {
-                            let _ = done.send(());
-                            return;
+        let writer = WriterThread::start("sgw-intent", sender, move || {
+            while let Ok(message) = receiver.recv() {
+                match message {
+                    Message::Change(change) => {
+                        if let Err(error) = write(&conn, &change) {
+                            tracing::error!(%error, ?change, "could not record runtime intent");
                         }
                     }
+                    Message::Close(done) => {
+                        let _ = done.send(());
+                        return;
+                    }
                 }
-            })
-            .map_err(IntentError::Thread)?;
-        Ok((
-            Self {
-                sender: Mutex::new(Some(sender)),
-                thread: Mutex::new(Some(thread)),
-            },
-            intent,
-        ))
+            }
+        })
+        .map_err(IntentError::Thread)?;
+        Ok((Self { writer }, intent))
     }
 
     pub(crate) fn record(&self, change: Change) {
-        if let Some(sender) = &*self.sender.lock().unwrap_or_else(PoisonError::into_inner) {
-            let _ = sender.send(Message::Change(change));
-        }
+        self.writer.send(Message::Change(change));
     }
 
     /// Drops a record that no longer applies.
@@ -253,25 +242,7 @@ impl IntentStore {
 
     /// Writes what is queued and stops the writer.
     pub(crate) async fn close(&self) {
-        let sender = self
-            .sender
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(sender) = sender {
-            let (done, closed) = oneshot::channel();
-            if sender.send(Message::Close(done)).is_ok() {
-                let _ = closed.await;
-            }
-        }
-        let thread = self
-            .thread
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(thread) = thread {
-            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
-        }
+        self.writer.close(Message::Close).await;
     }
 }
 

@@ -7,6 +7,7 @@ mod cursor;
 mod logs;
 mod ring;
 pub mod store;
+pub(crate) mod writer;
 
 pub use cursor::Cursor;
 pub use logs::{LogJournal, LogSubscription};

@@ -15,10 +15,9 @@
 //! again: subscribers see the hole as a `lost` gap.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender, TryRecvError, channel};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OptionalExtension, params};
@@ -26,6 +25,7 @@ use serde::Deserialize;
 use tokio::sync::oneshot;
 
 use super::ring::{Persist, Record, Restore};
+use super::writer::WriterThread;
 use crate::model::Event;
 
 /// The file under `state_dir`.
@@ -153,8 +153,7 @@ enum Message {
 
 /// The writer's handle: close it at a clean shutdown.
 pub struct EventStore {
-    sender: Mutex<Option<Sender<Message>>>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    writer: WriterThread<Message>,
     stats: Arc<StoreStats>,
     path: PathBuf,
 }
@@ -239,9 +238,7 @@ pub fn open(config: &StoreConfig, capacity: usize) -> Result<Opened, StoreError>
         retention: (config.retain_bytes, config.retain_age),
         last_retention: Instant::now(),
     };
-    let thread = std::thread::Builder::new()
-        .name("sgw-journal".into())
-        .spawn(move || writer.run())
+    let thread = WriterThread::start("sgw-journal", sender.clone(), move || writer.run())
         .map_err(StoreError::Thread)?;
     Ok(Opened {
         journal_id,
@@ -261,8 +258,7 @@ pub fn open(config: &StoreConfig, capacity: usize) -> Result<Opened, StoreError>
             })),
         },
         store: EventStore {
-            sender: Mutex::new(Some(sender)),
-            thread: Mutex::new(Some(thread)),
+            writer: thread,
             stats,
             path,
         },
@@ -395,26 +391,9 @@ impl EventStore {
     /// Stores what is queued, marks the journal cleanly closed and stops
     /// the writer. Events published afterwards stay in memory only.
     pub async fn close(&self, log_next: u64) {
-        let sender = self
-            .sender
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        let Some(sender) = sender else {
-            return;
-        };
-        let (done, closed) = oneshot::channel();
-        if sender.send(Message::Close(done, log_next)).is_ok() {
-            let _ = closed.await;
-        }
-        let thread = self
-            .thread
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(thread) = thread {
-            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
-        }
+        self.writer
+            .close(|done| Message::Close(done, log_next))
+            .await;
     }
 
     pub fn stats(&self) -> &StoreStats {
