@@ -125,16 +125,21 @@ fn log_replay_over_children(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::from_parameter(count), &count, |b, _| {
             b.iter(|| {
                 let mut sub = journal.subscribe(Start::Oldest);
-                let mut n = 0u32;
-                while let Some(Item::Record(record)) = sub.try_next() {
-                    black_box(&record);
-                    n += 1;
-                }
-                assert_eq!(n, 16_384);
+                assert_eq!(drain(|| sub.try_next()), 16_384);
             });
         });
     }
     group.finish();
+}
+
+/// Reads records until the first non-record; how many there were.
+fn drain<T>(mut next: impl FnMut() -> Option<Item<T>>) -> u32 {
+    let mut n = 0;
+    while let Some(Item::Record(record)) = next() {
+        black_box(&record);
+        n += 1;
+    }
+    n
 }
 
 fn subscribe_with_backlog(c: &mut Criterion) {
@@ -145,12 +150,7 @@ fn subscribe_with_backlog(c: &mut Criterion) {
     c.bench_function("journal_replay_65536", |b| {
         b.iter(|| {
             let mut sub = journal.subscribe(Start::Oldest);
-            let mut n = 0u32;
-            while let Some(Item::Record(record)) = sub.try_next() {
-                black_box(&record);
-                n += 1;
-            }
-            assert_eq!(n, 65_536);
+            assert_eq!(drain(|| sub.try_next()), 65_536);
         });
     });
 }
